@@ -1,0 +1,115 @@
+"""Building blocks shared by the three custom resources and the trainer contracts.
+
+Every model serializes with camelCase names (Kubernetes style) and accepts snake_case in Python.
+Spec models forbid unknown fields, so a typo in a manifest is an error that names the field
+instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+GROUP = "ballast.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+BASE_VERSION_PATTERN = r"^base_v[1-9][0-9]*$"
+FINETUNE_VERSION_PATTERN = r"^ft_v[1-9][0-9]*\.[1-9][0-9]*$"
+MODEL_VERSION_PATTERN = r"^(base_v[1-9][0-9]*|ft_v[1-9][0-9]*\.[1-9][0-9]*)$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+Digest = Annotated[str, StringConstraints(pattern=DIGEST_PATTERN), Field(description="Content digest, `sha256:<hex>`.")]
+ModelVersion = Annotated[
+    str,
+    StringConstraints(pattern=MODEL_VERSION_PATTERN, max_length=64),
+    Field(description="Model version name: `base_v<N>` for a base, `ft_v<N>.<M>` for the M-th fine-tune of base N."),
+]
+BaseVersion = Annotated[
+    str,
+    StringConstraints(pattern=BASE_VERSION_PATTERN, max_length=64),
+    Field(
+        description="A base model version, `base_v<N>`. Fine-tunes always start from a base, never from a fine-tune."
+    ),
+]
+ObjectName = Annotated[str, StringConstraints(pattern=DNS_LABEL_PATTERN, max_length=63)]
+
+
+def is_base_version(version: str) -> bool:
+    return re.fullmatch(BASE_VERSION_PATTERN, version) is not None
+
+
+class Model(BaseModel):
+    """Base for every Ballast model: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    def to_wire(self) -> dict:
+        """The JSON-ready dict with camelCase keys, leaving out unset optionals."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class StatusModel(Model):
+    """Status is written by the operator; tolerate fields other tools (kopf) add beside ours."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class SecretKeyRef(Model):
+    name: ObjectName = Field(description="Name of a Secret in the resource's namespace.")
+    access_key_key: str = Field("accessKey", description="Key in the Secret that holds the access key id.")
+    secret_key_key: str = Field("secretKey", description="Key in the Secret that holds the secret access key.")
+
+
+class ObjectStore(Model):
+    """An S3-compatible bucket. Credentials come only from a Secret, never inline."""
+
+    endpoint: str = Field(description="host:port of the S3 endpoint, without scheme.", min_length=1, max_length=253)
+    secure: bool = Field(False, description="Use HTTPS.")
+    bucket: str = Field(description="Bucket name.", min_length=3, max_length=63)
+    prefix: str = Field(
+        "", description="Key prefix under which anchor/, pool/, runs/ and models/ live.", max_length=200
+    )
+    credentials_secret_ref: SecretKeyRef = Field(description="Secret with the access and secret keys.")
+
+
+class ModelRef(Model):
+    """A model artifact: its version name, where it is and its content digest."""
+
+    version: ModelVersion
+    uri: str = Field(description="s3://bucket/key of the weights file.", pattern=r"^s3://", max_length=1024)
+    digest: Digest
+
+
+class BaseModelRef(ModelRef):
+    version: BaseVersion
+
+
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
+class Condition(StatusModel):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: ConditionStatus
+    reason: str = Field(description="CamelCase reason, one of the documented constants.")
+    message: str = ""
+    last_transition_time: datetime | None = None
+    observed_generation: int | None = None
+
+
+class Approval(Model):
+    """A person's sign-off on a Review verdict."""
+
+    by: str = Field(min_length=1, max_length=253, description="Who approved.")
+    at: datetime = Field(description="When the approval was given (RFC 3339).")
+    reason: str = Field(min_length=1, max_length=1024, description="Why the Review verdict is acceptable.")
+
+
+Verdict = Literal["Pass", "Review", "Reject"]

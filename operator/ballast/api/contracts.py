@@ -1,0 +1,135 @@
+"""Documents the operator and the trainer exchange through the object store.
+
+The operator writes a RunPlan; the training Job writes a TrainResult; the gate Job writes a
+GateReport. Samples carry a SampleRecord. Each document is JSON with camelCase keys, and each is
+addressed by its content digest (`digest_of`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from ballast.api.common import BaseModelRef, Digest, Model, ModelRef, Verdict
+from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+
+
+def digest_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical_json(document: Model) -> bytes:
+    """Stable bytes for a document: sorted keys, no whitespace, so equal documents share a digest."""
+    return json.dumps(document.to_wire(), sort_keys=True, separators=(",", ":")).encode()
+
+
+def digest_of(document: Model) -> str:
+    return digest_bytes(canonical_json(document))
+
+
+LabelSource = Literal["ballast-cli", "yolo-folder", "label-studio", "cvat", "generator"]
+
+
+class SampleRecord(Model):
+    """`pool/<pool>/samples/<id>/sample.json`: provenance of one human-verified sample."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$", description="Sample id; also its folder name.")
+    document_id: str = Field(min_length=1, max_length=256)
+    reported_by: str = Field(min_length=1, max_length=256)
+    reported_at: datetime
+    reviewed_by: str = Field(min_length=1, max_length=256, description="The human who verified the labels.")
+    reviewed_at: datetime
+    label_source: LabelSource
+    image_file: str = Field(pattern=r"^image\.(jpg|jpeg|png|bmp|webp)$")
+    image_digest: Digest
+    label_digest: Digest
+    boxes: int = Field(ge=0)
+
+
+class RunPlan(Model):
+    """`runs/<run>/plan.json`: everything the training Job needs, frozen."""
+
+    run: str
+    pool: str
+    kind: Literal["FineTune", "Rebase"]
+    bucket: str
+    prefix: str = ""
+    classes: list[str]
+    base_model: BaseModelRef
+    new_version: str = Field(description="Version name the run's model gets (ft_vN.M or base_vN+1).")
+    seed: int
+    new_sample_keys: list[str] = Field(description="Folder keys of the pool samples (all of them).")
+    old_sample_keys: list[str] = Field(description="Anchor sample keys drawn for this run.")
+    test_manifest: str
+    mixing_rule: str
+    training: TrainingParams
+    rebase: RebaseParams
+    gates: GateThresholds
+
+
+class EpochMetrics(Model):
+    epoch: int
+    metrics: dict[str, float]
+
+
+class Lineage(Model):
+    """`runs/<run>/lineage.json`: how the model was made, enough to reproduce it."""
+
+    model_version: str
+    base_version: str
+    base_digest: Digest | None = Field(None, description="Absent for a base trained from scratch.")
+    plan_digest: Digest
+    params: dict[str, str | int | float | bool | None] = Field(description="The train() arguments actually used.")
+    seed: int
+    libraries: dict[str, str]
+    started_at: datetime
+    finished_at: datetime
+    seconds: dict[str, float] = Field(description="Wall time per stage: download, train, upload.")
+
+
+class TrainResult(Model):
+    """`runs/<run>/train-result.json`, written by the training Job."""
+
+    run: str
+    model: ModelRef
+    lineage_uri: str
+    lineage_digest: Digest
+    epochs: list[EpochMetrics]
+    seconds: float
+
+
+class ClassResult(Model):
+    name: str
+    base_ap50: float | None = None
+    candidate_ap50: float | None = None
+    detection_rate: float | None = None
+    instances: int = 0
+    verdict: Verdict | None = None
+
+
+class GateResult(Model):
+    name: Literal["Gate1Regression", "Gate2NewSamples", "Gate3ABComparison"]
+    verdict: Verdict
+    reason: str
+
+
+class GateReport(Model):
+    """`runs/<run>/gate-report.json`, written by the gate Job."""
+
+    run: str
+    candidate: ModelRef
+    base: BaseModelRef
+    base_map50: float
+    candidate_map50: float
+    map50_drop: float
+    drop_unit: Literal["points", "percent"]
+    detection_rate: float
+    per_class_detection: list[ClassResult]
+    per_class_ab: list[ClassResult] = Field(default_factory=list)
+    gates: list[GateResult]
+    verdict: Verdict
+    seconds: float = 0.0

@@ -1,0 +1,82 @@
+"""FineTunePool (`ftp`): one stream of human-verified failure samples for one model family."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import Field
+
+from ballast.api.common import BaseModelRef, Condition, Model, ObjectStore, StatusModel
+from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
+
+KIND = "FineTunePool"
+PLURAL = "finetunepools"
+SHORT_NAME = "ftp"
+
+
+class AnchorDataset(Model):
+    """The original training data, retained forever: the ballast every fine-tune carries."""
+
+    train_manifest: str = Field(description="Object key of the anchor train manifest (one sample key per line).")
+    test_manifest: str = Field(description="Object key of the held-out test manifest used by Gate 1.")
+
+
+class Triggers(Model):
+    """When a fine-tune is due (seed section 5). Every trigger also needs minNewSamples waiting."""
+
+    min_new_samples: int = Field(
+        50, ge=50, description="Verified samples since the last run that make a run due (never below 50)."
+    )
+    schedule: str | None = Field(
+        None, description="Optional cron expression (UTC); fires only when minNewSamples are waiting.", max_length=100
+    )
+    on_alert: bool = Field(True, description="Let Alertmanager drift alerts start a run (when enough samples wait).")
+    alert_cooldown_seconds: int = Field(3600, ge=0, description="Ignore repeated alerts for this long after one acts.")
+
+
+class FineTunePoolSpec(Model):
+    classes: list[str] = Field(min_length=1, max_length=1000, description="Class names, in class-id order.")
+    object_store: ObjectStore
+    anchor: AnchorDataset
+    base_model: BaseModelRef = Field(description="The current base model every fine-tune starts from.")
+    triggers: Triggers = Field(default_factory=Triggers)
+    mixing: Mixing = Field(default_factory=Mixing)
+    training: TrainingParams = Field(default_factory=TrainingParams)
+    gates: GateThresholds = Field(default_factory=GateThresholds)
+    rebase: RebaseParams = Field(default_factory=RebaseParams)
+    suspend: bool = Field(False, description="Stop starting new runs (status keeps updating).")
+
+
+class RejectedSample(StatusModel):
+    id: str
+    reason: str
+
+
+class FineTunePoolStatus(StatusModel):
+    observed_generation: int | None = None
+    verified_samples: int = Field(0, description="Human-verified samples in the pool.")
+    samples_since_last_run: int = Field(0, description="Verified samples added after the last run's snapshot.")
+    samples_since_base: int = Field(0, description="Verified samples added since the current base was trained.")
+    rejected_samples: int = Field(0, description="Samples found in the store but refused (see recentRejections).")
+    recent_rejections: list[RejectedSample] = Field(default_factory=list)
+    current_base: str | None = Field(None, description="Version of the base model fine-tunes start from.")
+    active_run: str | None = Field(None, description="The FineTuneRun in progress, if any.")
+    last_run: str | None = None
+    last_run_sample_count: int = Field(0, description="Pool size frozen by the last run.")
+    base_sample_count: int = Field(0, description="Pool size the current base was trained with.")
+    run_counter: int = Field(0, description="Runs created for this pool; names runs deterministically.")
+    fine_tunes_of_base: int = Field(0, description="Fine-tunes produced from the current base (names ft_vN.M).")
+    next_scheduled_trigger: datetime | None = None
+    last_alert: str | None = None
+    last_alert_time: datetime | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+
+
+PRINTER_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Verified", "type": "integer", "jsonPath": ".status.verifiedSamples"},
+    {"name": "Since-Last-Run", "type": "integer", "jsonPath": ".status.samplesSinceLastRun"},
+    {"name": "Base", "type": "string", "jsonPath": ".status.currentBase"},
+    {"name": "Active-Run", "type": "string", "jsonPath": ".status.activeRun"},
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]

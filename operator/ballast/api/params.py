@@ -1,0 +1,170 @@
+"""Training, mixing and gate parameters, with the seed's values as defaults.
+
+A FineTunePool holds these as a template; each FineTuneRun copies them into its immutable spec so
+the run records exactly what it was trained and judged with.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from ballast.api.common import Model
+
+
+class MixingRow(Model):
+    """One row of the seed's data-mixing table: at `newSamples` new samples, draw `multiplier` x old."""
+
+    new_samples: int = Field(gt=0, description="Number of new (pool) samples this row applies at.")
+    multiplier: int = Field(gt=0, description="Old (anchor) samples drawn per new sample at this row.")
+
+
+SEED_MIXING_TABLE = (
+    MixingRow(new_samples=10, multiplier=50),
+    MixingRow(new_samples=50, multiplier=20),
+    MixingRow(new_samples=200, multiplier=10),
+    MixingRow(new_samples=500, multiplier=5),
+)
+
+
+class Mixing(Model):
+    """How many anchor samples join the pool samples in a fine-tune (seed section 1).
+
+    Between rows the old-sample count is interpolated linearly; below the first row it is
+    `new x first multiplier`; above the last it is `new x last multiplier`; always capped.
+    """
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.table.map(r, r.newSamples).isSorted() && "
+                    "self.table.map(r, r.newSamples * r.multiplier).isSorted()",
+                    "message": "mixing.table must be ordered by newSamples and its old-sample counts must not decrease",
+                }
+            ]
+        }
+    }
+
+    table: list[MixingRow] = Field(
+        default_factory=lambda: list(SEED_MIXING_TABLE),
+        min_length=1,
+        max_length=32,
+        description="Rows ordered by newSamples; defaults to the seed's table (10:50x, 50:20x, 200:10x, 500:5x).",
+    )
+    old_sample_cap: int = Field(3000, gt=0, description="Never draw more than this many anchor samples.")
+
+    @model_validator(mode="after")
+    def _table_is_monotonic(self) -> Mixing:
+        news = [r.new_samples for r in self.table]
+        olds = [r.new_samples * r.multiplier for r in self.table]
+        if news != sorted(news) or len(set(news)) != len(news):
+            raise ValueError("mixing.table: rows must be ordered by strictly increasing newSamples")
+        if olds != sorted(olds):
+            raise ValueError("mixing.table: old-sample counts (newSamples x multiplier) must not decrease")
+        return self
+
+
+class Toleration(Model):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class Resources(Model):
+    requests: dict[str, str] = Field(default_factory=dict, description="Container resource requests.")
+    limits: dict[str, str] = Field(default_factory=dict, description="Container resource limits.")
+
+
+class TrainingParams(Model):
+    """Fine-tuning recipe (seed section 3) and the Job it runs in.
+
+    `freeze` is passed to Ultralytics as given: it freezes modules 0..freeze-1. On yolo11 the
+    backbone ends at module 10 (C2PSA), so `freeze: 10` leaves that last backbone block trainable;
+    use 11 to freeze the whole yolo11 backbone.
+    """
+
+    image: str = Field("ghcr.io/ballast-dev/trainer:0.1.0", description="Trainer image for the Jobs.")
+    epochs: int = Field(10, ge=1, le=1000, description="Fine-tune epochs; few are enough and prevent overfitting.")
+    lr0: float = Field(0.001, gt=0, le=1, description="Initial learning rate; 1/10 of base training.")
+    lrf: float = Field(0.01, gt=0, le=1, description="Final learning rate as a fraction of lr0.")
+    optimizer: Literal["SGD", "AdamW", "Adam"] = Field(
+        "SGD", description="Named explicitly: Ultralytics' `auto` optimizer ignores lr0."
+    )
+    momentum: float = Field(0.937, ge=0, le=1, description="SGD momentum / Adam beta1.")
+    freeze: int = Field(10, ge=0, le=50, description="Freeze modules 0..freeze-1 (the backbone).")
+    warmup_epochs: float = Field(1, ge=0, le=10, description="Warm-up epochs.")
+    cos_lr: bool = Field(True, description="Cosine learning-rate decay.")
+    imgsz: int = Field(640, ge=32, le=4096, description="Training and evaluation image size.")
+    batch: int = Field(16, ge=1, le=1024, description="Batch size.")
+    gpus: int = Field(1, ge=0, le=16, description="GPUs requested by the training Job (nvidia.com/gpu); 0 runs on CPU.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for training and gate pods.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    resources: Resources = Field(default_factory=Resources)
+    backoff_limit: int = Field(1, ge=0, le=10, description="Retries of a failed training pod.")
+    active_deadline_seconds: int = Field(6 * 3600, ge=60, description="Kill the training Job after this long.")
+
+
+class RebaseParams(Model):
+    """Retraining a new base from scratch on anchor + all pool samples (seed section 2)."""
+
+    threshold: int = Field(2000, ge=1, description="Pool samples since the current base that make a rebase due.")
+    architecture: str = Field(
+        "yolo11n.yaml", description="Ultralytics architecture file the new base is built from (no download)."
+    )
+    epochs: int = Field(100, ge=1, le=10000, description="Base-training epochs.")
+    lr0: float = Field(0.01, gt=0, le=1, description="Base-training initial learning rate.")
+    auto_start: bool = Field(True, description="Start the Rebase run when due, without waiting for a person.")
+
+
+class RegressionGate(Model):
+    """Gate 1: mAP50 on the original held-out test set, base vs candidate (seed section 4)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {"rule": "self.passBelow < self.rejectAbove", "message": "passBelow must be below rejectAbove"}
+            ]
+        }
+    }
+
+    unit: Literal["points", "percent"] = Field(
+        "points",
+        description="`points`: absolute mAP50 drop x 100 (0.80 -> 0.79 is 1 point); "
+        "`percent`: drop relative to the base's mAP50.",
+    )
+    pass_below: float = Field(1.0, ge=0, description="A drop below this passes.")
+    reject_above: float = Field(3.0, ge=0, description="A drop above this rejects; in between needs review.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RegressionGate:
+        if not self.pass_below < self.reject_above:
+            raise ValueError("gates.regression: passBelow must be below rejectAbove")
+        return self
+
+
+class NewSampleGate(Model):
+    """Gate 2: detection rate on the new failure samples."""
+
+    min_detection_rate: float = Field(0.80, ge=0, le=1, description="A rate above this passes; otherwise review.")
+    confidence: float = Field(0.25, gt=0, lt=1, description="A prediction counts only at or above this confidence.")
+    iou: float = Field(0.5, gt=0, lt=1, description="A ground-truth box is found at this IoU with the right class.")
+
+
+class ABGate(Model):
+    """Gate 3 (optional): per-class AP50 of both models on a labelled audit set of production documents."""
+
+    enabled: bool = False
+    audit_manifest: str | None = Field(None, description="Object key of the audit set's manifest.")
+    per_class_tolerance: float = Field(
+        0.0, ge=0, description="Allowed per-class AP50 drop in points before the class counts as worse."
+    )
+
+
+class GateThresholds(Model):
+    regression: RegressionGate = Field(default_factory=RegressionGate)
+    new_samples: NewSampleGate = Field(default_factory=NewSampleGate)
+    ab_comparison: ABGate = Field(default_factory=ABGate)

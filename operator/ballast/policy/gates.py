@@ -1,0 +1,79 @@
+"""Deployment gates (seed section 4) as verdicts from numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from ballast.api.common import Verdict
+from ballast.api.params import ABGate, NewSampleGate, RegressionGate
+
+# Differences are rounded before comparison so that 0.85 - 0.84 is exactly 1.0 point, not 1.0000000000000009.
+_PRECISION = 6
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    verdict: Verdict
+    reason: str
+
+
+def map50_drop(base_map50: float, candidate_map50: float, unit: str) -> float:
+    """The drop from base to candidate in the gate's unit; negative when the candidate is better.
+
+    `points`: absolute, x100 (0.80 -> 0.79 is 1.0). `percent`: relative to the base's mAP50.
+    """
+    if unit == "points":
+        return round((base_map50 - candidate_map50) * 100, _PRECISION)
+    if unit == "percent":
+        if base_map50 <= 0:
+            return 0.0 if candidate_map50 >= base_map50 else 100.0
+        return round((base_map50 - candidate_map50) / base_map50 * 100, _PRECISION)
+    raise ValueError(f"unknown drop unit {unit!r}: expected 'points' or 'percent'")
+
+
+def regression_gate(base_map50: float, candidate_map50: float, gate: RegressionGate) -> GateDecision:
+    """Gate 1: drop < passBelow passes, drop > rejectAbove rejects, anything between needs review."""
+    drop = map50_drop(base_map50, candidate_map50, gate.unit)
+    shown = f"mAP50 {base_map50:.4f} -> {candidate_map50:.4f}, drop {drop:g} {gate.unit}"
+    if drop < gate.pass_below:
+        return GateDecision("Pass", f"{shown} < {gate.pass_below:g}")
+    if drop > gate.reject_above:
+        return GateDecision("Reject", f"{shown} > {gate.reject_above:g}")
+    return GateDecision("Review", f"{shown} between {gate.pass_below:g} and {gate.reject_above:g}")
+
+
+def new_sample_gate(detection_rate: float, gate: NewSampleGate) -> GateDecision:
+    """Gate 2: a detection rate above the minimum passes; at or below it, review."""
+    shown = f"detection rate {detection_rate:.4f}"
+    if detection_rate > gate.min_detection_rate:
+        return GateDecision("Pass", f"{shown} > {gate.min_detection_rate:g}")
+    return GateDecision("Review", f"{shown} <= {gate.min_detection_rate:g}: check label quality or train more")
+
+
+@dataclass(frozen=True)
+class ClassAP:
+    name: str
+    base_ap50: float
+    candidate_ap50: float
+
+
+def ab_gate(classes: Sequence[ClassAP], gate: ABGate) -> GateDecision:
+    """Gate 3: no class may lose more than the tolerance (points of AP50)."""
+    if not gate.enabled:
+        return GateDecision("Pass", "disabled")
+    worse = [c for c in classes if round((c.base_ap50 - c.candidate_ap50) * 100, _PRECISION) > gate.per_class_tolerance]
+    if not worse:
+        return GateDecision("Pass", f"no class lost more than {gate.per_class_tolerance:g} points of AP50")
+    listed = ", ".join(f"{c.name} {c.base_ap50:.3f}->{c.candidate_ap50:.3f}" for c in worse)
+    return GateDecision("Review", f"worse on {listed}")
+
+
+def overall_verdict(verdicts: Iterable[Verdict]) -> Verdict:
+    """The strictest verdict wins: any Reject rejects, else any Review needs review, else Pass."""
+    seen = set(verdicts)
+    if "Reject" in seen:
+        return "Reject"
+    if "Review" in seen:
+        return "Review"
+    return "Pass"

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ballast import crdgen
+from ballast.api.crdgen import RESOURCES, crd
+from ballast.api.finetunerun import FineTuneRunSpec
+from ballast.policy.conditions import set_condition
+
+from .builders import DIGEST, T0, a_pool_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_committed_crds_match_the_models() -> None:
+    assert crdgen.main(["--check", str(ROOT / "crds")]) == 0, "run `python -m ballast.crdgen`"
+
+
+def test_the_check_notices_a_hand_edited_crd(tmp_path: Path) -> None:
+    crdgen.main([str(tmp_path)])
+    target = tmp_path / "ballast.dev_finetunepools.yaml"
+    target.write_text(target.read_text().replace("minimum: 50", "minimum: 5"))
+    assert crdgen.main(["--check", str(tmp_path)]) == 1
+
+
+def walk(node: object):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+def test_every_schema_node_is_structural(resource) -> None:
+    schema = crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    for node in walk(schema["properties"]["spec"]):
+        if "properties" in node or "items" in node:
+            assert node.get("type"), node
+        assert "$ref" not in node and "anyOf" not in node and "title" not in node
+
+
+@pytest.mark.parametrize(
+    ("kind", "short", "columns"),
+    [
+        ("FineTunePool", "ftp", ["Verified", "Since-Last-Run", "Base", "Active-Run", "Age"]),
+        ("FineTuneRun", "ftr", ["Pool", "Kind", "Phase", "Verdict", "mAP50-Drop", "Det-Rate", "Model", "Age"]),
+        ("ModelRelease", "mrel", ["Deployment", "Model", "Desired", "Phase", "Age"]),
+    ],
+)
+def test_printer_columns_and_short_names(kind: str, short: str, columns: list[str]) -> None:
+    resource = next(r for r in RESOURCES if r.kind == kind)
+    definition = crd(resource)
+    assert definition["spec"]["names"]["shortNames"] == [short]
+    assert definition["spec"]["names"]["categories"] == ["ballast"]
+    version = definition["spec"]["versions"][0]
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
+    assert version["subresources"] == {"status": {}}
+
+
+def test_run_spec_is_immutable_except_approval_by_cel() -> None:
+    resource = next(r for r in RESOURCES if r.kind == "FineTuneRun")
+    spec = crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    rule = spec["x-kubernetes-validations"][-1]["rule"]
+    assert "self.pool == oldSelf.pool" in rule and "approval" not in rule
+
+
+def test_field_descriptions_reach_the_crd_for_kubectl_explain() -> None:
+    resource = next(r for r in RESOURCES if r.kind == "FineTuneRun")
+    spec = crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "Ultralytics" in spec["properties"]["training"]["properties"]["optimizer"]["description"]
+
+
+def test_seed_defaults_are_published_for_the_apiserver() -> None:
+    resource = next(r for r in RESOURCES if r.kind == "FineTunePool")
+    spec = crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    training = spec["properties"]["training"]["properties"]
+    assert (training["epochs"]["default"], training["lr0"]["default"], training["freeze"]["default"]) == (10, 0.001, 10)
+    assert spec["properties"]["triggers"]["properties"]["minNewSamples"]["minimum"] == 50
+    assert spec["properties"]["mixing"]["properties"]["table"]["default"][0] == {"newSamples": 10, "multiplier": 50}
+
+
+def test_the_pool_defaults_are_the_seeds() -> None:
+    spec = a_pool_spec()
+    assert spec.triggers.min_new_samples == 50
+    assert spec.rebase.threshold == 2000
+    assert (spec.training.epochs, spec.training.lr0, spec.training.freeze) == (10, 0.001, 10)
+    assert (spec.training.warmup_epochs, spec.training.cos_lr) == (1, True)
+    assert spec.mixing.old_sample_cap == 3000
+    assert (spec.gates.regression.pass_below, spec.gates.regression.reject_above) == (1.0, 3.0)
+    assert spec.gates.new_samples.min_detection_rate == 0.80
+
+
+def test_a_typo_in_a_manifest_is_an_error_naming_the_field() -> None:
+    with pytest.raises(ValidationError, match="epoch"):
+        a_pool_spec(training={"epoch": 5})
+
+
+def test_gate_thresholds_must_be_ordered() -> None:
+    with pytest.raises(ValidationError, match="passBelow must be below rejectAbove"):
+        a_pool_spec(gates={"regression": {"passBelow": 3.0, "rejectAbove": 1.0}})
+
+
+def test_a_run_may_not_start_from_a_fine_tune() -> None:
+    with pytest.raises(ValidationError, match="baseModel|base_model"):
+        FineTuneRunSpec.model_validate(
+            {"pool": "p", "baseModel": {"version": "ft_v1.1", "uri": "s3://b/k", "digest": DIGEST}}
+        )
+
+
+def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
+    first = set_condition([], "Ready", True, "SpecValid", "ok", T0)
+    later = T0.replace(hour=13)
+    again = set_condition(first, "Ready", True, "SpecValid", "still ok", later)
+    assert again[0].last_transition_time == T0 and again[0].message == "still ok"
+    flipped = set_condition(again, "Ready", False, "SpecInvalid", "bad", later)
+    assert flipped[0].last_transition_time == later and len(flipped) == 1
