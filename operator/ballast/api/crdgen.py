@@ -24,7 +24,8 @@ CATEGORY = "ballast"
 class _SchemaWithFactoryDefaults(GenerateJsonSchema):
     """Publish default_factory defaults too, so the apiserver fills in the whole default tree.
 
-    A nested model default becomes `{}`: the apiserver then applies that model's own defaults.
+    A nested model default is the model's full default value: the apiserver validates defaults
+    against the CEL rules as they are, without applying nested defaults first, so `{}` would not do.
     Empty containers are left out; they add nothing to `kubectl get -o yaml`.
     """
 
@@ -34,7 +35,7 @@ class _SchemaWithFactoryDefaults(GenerateJsonSchema):
             return super().get_default_value(schema)
         value = factory()  # type: ignore[call-arg]
         if isinstance(value, BaseModel):
-            return {}
+            return value.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=False)
         if isinstance(value, list) and value:
             return [v.model_dump(mode="json", by_alias=True) if isinstance(v, BaseModel) else v for v in value]
         return NoDefault

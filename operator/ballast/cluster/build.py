@@ -169,6 +169,19 @@ def _install(built: Path, target: Binary) -> None:
 BUILDERS = {"etcd": build_etcd, "kubernetes": build_kubernetes, "minio": build_minio, "helm": build_helm}
 
 
+def link_binaries() -> Path:
+    """`<cache>/links/<name>` -> the pinned binary, so `PATH=<cache>/links:$PATH` gives kubectl, helm..."""
+    links = cache_dir() / "links"
+    links.mkdir(parents=True, exist_ok=True)
+    for name, target in BINARIES.items():
+        if target.path.exists():
+            link = links / name
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            link.symlink_to(target.path)
+    return links
+
+
 def missing() -> list[str]:
     return [name for name, b in BINARIES.items() if not b.path.exists()]
 
@@ -183,6 +196,7 @@ def build_all(only: list[str] | None = None) -> dict[str, float]:
         builder()
         timings[name] = round(time.monotonic() - started, 1)
         print(f"built {name} in {timings[name]} s", flush=True)
+    link_binaries()
     return timings
 
 

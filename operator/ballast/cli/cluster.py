@@ -1,0 +1,92 @@
+"""`ballast cluster`: the local control plane (etcd, kube-apiserver, controllers, scheduler, the
+Ballast node agent, MinIO), built from Go modules once and started on loopback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+from ballast.cluster import build, plane
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    cluster = commands.add_parser("cluster", help="the local cluster", description=__doc__)
+    cluster.add_argument("--state-dir", type=Path, default=None, help="default: $BALLAST_CLUSTER_DIR")
+    verbs = cluster.add_subparsers(dest="verb", required=True)
+    up = verbs.add_parser("up", help="build (first time only) and start everything")
+    up.add_argument("--gpus", default="1", help="nvidia.com/gpu capacity the node advertises (default 1)")
+    up.set_defaults(handler=_up)
+    down = verbs.add_parser("down", help="stop what `up` started")
+    down.add_argument("--purge", action="store_true", help="also delete the state directory (etcd, MinIO data)")
+    down.set_defaults(handler=_down)
+    verbs.add_parser("env", help="print the shell exports (KUBECONFIG, MinIO)").set_defaults(handler=_env)
+    verbs.add_parser("status", help="processes, ports and pids").set_defaults(handler=_status)
+    logs = verbs.add_parser("logs", help="a pod's logs from the node agent")
+    logs.add_argument("pod")
+    logs.add_argument("-n", "--namespace", default="default")
+    logs.add_argument("-c", "--container", default=None)
+    logs.set_defaults(handler=_logs)
+    verbs.add_parser("build", help="build the binaries into the cache").set_defaults(handler=_build)
+
+
+def _up(args: argparse.Namespace) -> int:
+    info = plane.up(args.state_dir, capacity={"nvidia.com/gpu": args.gpus})
+    print('\n# to use it:\neval "$(ballast cluster env)"')
+    print(f"# kubectl: {build.binary('kubectl')}")
+    del info
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    state = (args.state_dir or plane.default_state_dir()).resolve()
+    problems = plane.down(state)
+    if args.purge and state.exists():
+        shutil.rmtree(state)
+    return 1 if problems else 0
+
+
+def _env(args: argparse.Namespace) -> int:
+    info = plane.load(args.state_dir)
+    if info is None:
+        print("no cluster is up: run `ballast cluster up`", file=sys.stderr)
+        return 1
+    for key, value in info.env().items():
+        print(f"export {key}={shlex.quote(value)}")
+    print(f"export PATH={shlex.quote(str(build.cache_dir() / 'links'))}:$PATH")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    info = plane.load(args.state_dir)
+    if info is None:
+        print("down")
+        return 1
+    rows = [
+        {"name": p.name, "pid": p.pid, "alive": plane.is_alive(p.pid), "ports": p.ports, "log": p.log}
+        for p in info.processes
+    ]
+    print(json.dumps({"apiserver": info.apiserver_url, "minio": info.minio_endpoint, "processes": rows}, indent=2))
+    return 0 if all(r["alive"] for r in rows) else 1
+
+
+def _logs(args: argparse.Namespace) -> int:
+    state = (args.state_dir or plane.default_state_dir()).resolve()
+    pattern = f"{args.namespace}_{args.pod}_{args.container or '*'}.log"
+    files = sorted((state / "node" / "logs").glob(pattern))
+    if not files:
+        print(f"no logs for pod {args.namespace}/{args.pod}", file=sys.stderr)
+        return 1
+    for path in files:
+        if len(files) > 1:
+            print(f"==> {path.name} <==")
+        sys.stdout.write(path.read_text(errors="replace"))
+    return 0
+
+
+def _build(_args: argparse.Namespace) -> int:
+    print(json.dumps(build.build_all()))
+    return 0

@@ -1,0 +1,449 @@
+"""Start and stop the local cluster: etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
+the Ballast node agent and MinIO, all on loopback with free ports, all state under one directory.
+
+`up` records every process it starts (pid, process group, port) in `<state>/cluster.json`; `down`
+stops exactly those, by pid, and checks that their ports are free again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ballast.cluster import build, pki
+
+SERVICE_CIDR = "10.0.0.0/24"
+# Handles of the processes this Python process started: kept so they are reaped on `down` instead
+# of being garbage-collected while running (which warns, and leaves zombies behind).
+_children: dict[int, subprocess.Popen] = {}
+DEFAULT_NODE = "ballast-node"
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get("BALLAST_CLUSTER_DIR", Path.home() / ".local" / "state" / "ballast" / "cluster"))
+
+
+@dataclass
+class Process:
+    name: str
+    pid: int
+    ports: list[int]
+    log: str
+
+
+@dataclass
+class ClusterInfo:
+    state_dir: str
+    apiserver_url: str
+    kubeconfig: str
+    minio_endpoint: str
+    minio_access_key: str
+    minio_secret_key: str
+    node_name: str
+    processes: list[Process] = field(default_factory=list)
+
+    def env(self) -> dict[str, str]:
+        """What a shell, a test or the demo needs to reach the cluster."""
+        return {
+            "KUBECONFIG": self.kubeconfig,
+            "BALLAST_CLUSTER_DIR": self.state_dir,
+            "BALLAST_S3_ENDPOINT": self.minio_endpoint,
+            "BALLAST_S3_ACCESS_KEY": self.minio_access_key,
+            "BALLAST_S3_SECRET_KEY": self.minio_secret_key,
+        }
+
+
+def _state_file(state_dir: Path) -> Path:
+    return state_dir / "cluster.json"
+
+
+def load(state_dir: Path | None = None) -> ClusterInfo | None:
+    path = _state_file(state_dir or default_state_dir())
+    if not path.exists():
+        return None
+    raw = json.loads(path.read_text())
+    raw["processes"] = [Process(**p) for p in raw["processes"]]
+    return ClusterInfo(**raw)
+
+
+def _save(info: ClusterInfo) -> None:
+    path = _state_file(Path(info.state_dir))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(info), indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); look at its state.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex((host, port)) == 0
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, proc: subprocess.Popen | None, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            tail = log.read_text()[-3000:] if log.exists() else ""
+            raise RuntimeError(f"{what} exited with {proc.returncode} while starting; log {log}:\n{tail}")
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log.exists() else ""
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s; log {log}:\n{tail}")
+
+
+def _https_ok(url: str, ca: Path, cert: tuple[Path, Path] | None = None) -> bool:
+    context = ssl.create_default_context(cafile=str(ca))
+    if cert:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    with urllib.request.urlopen(url, context=context, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def _https_ok_unverified(url: str) -> bool:
+    # The controller-manager and scheduler serve /healthz with their own self-signed certificates.
+    context = ssl._create_unverified_context()
+    with urllib.request.urlopen(url, context=context, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> None:
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "ballast", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+                "users": [{"name": user, "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+                "contexts": [{"name": "ballast", "context": {"cluster": "ballast", "user": user}}],
+                "current-context": "ballast",
+            },
+            indent=2,
+        )
+    )
+    path.chmod(0o600)
+
+
+def up(
+    state_dir: Path | None = None,
+    *,
+    node_name: str = DEFAULT_NODE,
+    capacity: dict[str, str] | None = None,
+    with_minio: bool = True,
+    log: Callable[[str], None] = print,
+) -> ClusterInfo:
+    """Start the whole plane (building missing binaries first). Reuses a running one."""
+    state = (state_dir or default_state_dir()).resolve()
+    existing = load(state)
+    if existing and all(is_alive(p.pid) for p in existing.processes):
+        log(f"cluster already up ({state})")
+        return existing
+    if existing:
+        down(state, log=log)
+    started = time.monotonic()
+    if build.missing():
+        log(f"building {', '.join(build.missing())} (first run only) ...")
+        build.build_all()
+    state.mkdir(parents=True, exist_ok=True)
+    logs = state / "logs"
+    logs.mkdir(exist_ok=True)
+    certs = state / "pki"
+    ca = pki.CertificateAuthority(certs)
+    serving = ca.issue("apiserver", "kube-apiserver", server_ips=("127.0.0.1",), server_dns=("localhost",))
+    admin = ca.issue("admin", "ballast-admin", groups=("system:masters",))
+    controller = ca.issue("controller-manager", "system:kube-controller-manager", groups=("system:masters",))
+    scheduler = ca.issue("scheduler", "system:kube-scheduler", groups=("system:masters",))
+    sa_private, sa_public = pki.service_account_keys(certs)
+
+    etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
+    cm_port, sched_port = free_port(), free_port()
+    server = f"https://127.0.0.1:{api_port}"
+    kubeconfig = state / "kubeconfig"
+    _kubeconfig(kubeconfig, server, ca.cert_path, *admin, "ballast-admin")
+    _kubeconfig(state / "controller-manager.kubeconfig", server, ca.cert_path, *controller, "controller-manager")
+    _kubeconfig(state / "scheduler.kubeconfig", server, ca.cert_path, *scheduler, "scheduler")
+
+    info = ClusterInfo(
+        state_dir=str(state),
+        apiserver_url=server,
+        kubeconfig=str(kubeconfig),
+        minio_endpoint="",
+        minio_access_key="",
+        minio_secret_key="",
+        node_name=node_name,
+    )
+
+    def start(name: str, argv: list[str], ports: list[int], env: dict[str, str] | None = None) -> subprocess.Popen:
+        log_path = logs / f"{name}.log"
+        with log_path.open("ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # its own process group: `down` stops it and its children
+                env={**os.environ, **(env or {})},
+                cwd=state,
+            )
+        _children[proc.pid] = proc
+        info.processes.append(Process(name, proc.pid, ports, str(log_path)))
+        _save(info)
+        return proc
+
+    try:
+        etcd = start(
+            "etcd",
+            [
+                str(build.binary("etcd")),
+                "--name=ballast",
+                f"--data-dir={state / 'etcd'}",
+                f"--listen-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--advertise-client-urls=http://127.0.0.1:{etcd_client}",
+                f"--listen-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}",
+                f"--initial-cluster=ballast=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+                "--quota-backend-bytes=4294967296",
+            ],
+            [etcd_client, etcd_peer],
+        )
+        _wait("etcd", lambda: _http_ok(f"http://127.0.0.1:{etcd_client}/health"), 60, etcd, logs / "etcd.log")
+        apiserver = start(
+            "kube-apiserver",
+            [
+                str(build.binary("kube-apiserver")),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={certs}",
+                f"--tls-cert-file={serving[0]}",
+                f"--tls-private-key-file={serving[1]}",
+                f"--client-ca-file={ca.cert_path}",
+                "--authorization-mode=RBAC",
+                f"--service-account-issuer={server}",
+                f"--service-account-key-file={sa_public}",
+                f"--service-account-signing-key-file={sa_private}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+            [api_port],
+        )
+        ca_file = ca.cert_path
+        _wait(
+            "kube-apiserver",
+            lambda: _https_ok(f"{server}/readyz", ca_file, admin),
+            120,
+            apiserver,
+            logs / "kube-apiserver.log",
+        )
+        controller_manager = start(
+            "kube-controller-manager",
+            [
+                str(build.binary("kube-controller-manager")),
+                f"--kubeconfig={state / 'controller-manager.kubeconfig'}",
+                f"--authentication-kubeconfig={state / 'controller-manager.kubeconfig'}",
+                f"--authorization-kubeconfig={state / 'controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={cm_port}",
+                f"--cert-dir={state / 'controller-manager-certs'}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={sa_private}",
+                f"--root-ca-file={ca.cert_path}",
+                f"--cluster-signing-cert-file={ca.cert_path}",
+                f"--cluster-signing-key-file={ca.key_path}",
+                "--use-service-account-credentials=false",
+                "--controllers=*",
+                # The node agent renews its Lease every 10 s; be patient with a busy 2-core machine.
+                "--node-monitor-grace-period=60s",
+                "--concurrent-gc-syncs=5",
+                "--v=1",
+            ],
+            [cm_port],
+        )
+        scheduler_proc = start(
+            "kube-scheduler",
+            [
+                str(build.binary("kube-scheduler")),
+                f"--kubeconfig={state / 'scheduler.kubeconfig'}",
+                f"--authentication-kubeconfig={state / 'scheduler.kubeconfig'}",
+                f"--authorization-kubeconfig={state / 'scheduler.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={sched_port}",
+                f"--cert-dir={state / 'scheduler-certs'}",
+                "--leader-elect=false",
+                "--v=1",
+            ],
+            [sched_port],
+        )
+        agent_args = [
+            sys.executable,
+            "-m",
+            "ballast.cluster.nodeagent",
+            f"--kubeconfig={kubeconfig}",
+            f"--state-dir={state / 'node'}",
+            f"--node-name={node_name}",
+            f"--apiserver-port={api_port}",
+        ]
+        for resource, amount in (capacity or {}).items():
+            agent_args.append(f"--capacity={resource}={amount}")
+        agent = start("node-agent", agent_args, [])
+        if with_minio:
+            minio_port, console_port = free_port(), free_port()
+            info.minio_endpoint = f"127.0.0.1:{minio_port}"
+            info.minio_access_key = "ballast-" + secrets.token_hex(4)
+            info.minio_secret_key = secrets.token_urlsafe(24)
+            minio = start(
+                "minio",
+                [
+                    str(build.binary("minio")),
+                    "server",
+                    "--quiet",
+                    "--address",
+                    info.minio_endpoint,
+                    "--console-address",
+                    f"127.0.0.1:{console_port}",
+                    str(state / "minio"),
+                ],
+                [minio_port, console_port],
+                env={
+                    "MINIO_ROOT_USER": info.minio_access_key,
+                    "MINIO_ROOT_PASSWORD": info.minio_secret_key,
+                    "MINIO_BROWSER": "off",
+                    "MINIO_UPDATE": "off",
+                    "MINIO_CI_CD": "on",
+                },
+            )
+        _wait(
+            "kube-controller-manager",
+            lambda: _https_ok_unverified(f"https://127.0.0.1:{cm_port}/healthz"),
+            60,
+            controller_manager,
+            logs / "kube-controller-manager.log",
+        )
+        _wait(
+            "kube-scheduler",
+            lambda: _https_ok_unverified(f"https://127.0.0.1:{sched_port}/healthz"),
+            60,
+            scheduler_proc,
+            logs / "kube-scheduler.log",
+        )
+        if with_minio:
+            _wait(
+                "minio",
+                lambda: _http_ok(f"http://{info.minio_endpoint}/minio/health/ready"),
+                60,
+                minio,
+                logs / "minio.log",
+            )
+        ready_flag = state / "node" / "ready"
+        _wait("node agent", ready_flag.exists, 60, agent, logs / "node-agent.log")
+        _save(info)
+    except BaseException:
+        down(state, log=log)
+        raise
+    log(f"cluster up in {time.monotonic() - started:.1f} s ({state})")
+    return info
+
+
+def _stop(process: Process, grace: float) -> None:
+    if not is_alive(process.pid):
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and is_alive(process.pid):
+        time.sleep(0.1)
+    if is_alive(process.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    _reap(process.pid)
+
+
+def _reap(pid: int) -> None:
+    child = _children.pop(pid, None)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=5)
+        return
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def down(state_dir: Path | None = None, *, log: Callable[[str], None] = print) -> list[str]:
+    """Stop what `up` started, newest first; return problems left behind (empty when clean)."""
+    state = (state_dir or default_state_dir()).resolve()
+    info = load(state)
+    if info is None:
+        return []
+    for process in reversed(info.processes):
+        # The node agent stops its pods on SIGTERM; give it time to do so.
+        _stop(process, grace=20 if process.name == "node-agent" else 10)
+    # Pod processes a killed node agent could not stop are recorded under node/pids.
+    pid_dir = state / "node" / "pids"
+    if pid_dir.exists():
+        for pid_file in pid_dir.glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text().strip())
+                os.killpg(pid, signal.SIGKILL)
+            except (ValueError, ProcessLookupError, PermissionError):
+                pass
+            pid_file.unlink(missing_ok=True)
+    problems = [f"{p.name} (pid {p.pid}) still running" for p in info.processes if is_alive(p.pid)]
+    deadline = time.monotonic() + 10
+    busy = [port for p in info.processes for port in p.ports]
+    while busy and time.monotonic() < deadline:
+        busy = [port for port in busy if port_open(port)]
+        if busy:
+            time.sleep(0.2)
+    problems += [f"port {port} still open" for port in busy]
+    _state_file(state).unlink(missing_ok=True)
+    log("cluster down" if not problems else "cluster down with problems: " + "; ".join(problems))
+    return problems

@@ -1,0 +1,86 @@
+"""Shared fixtures. The local cluster is started once per test session, only when a test asks."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """The real local cluster: etcd, kube-apiserver, controllers, scheduler, node agent, MinIO."""
+    from ballast.cluster import plane
+
+    state = Path(os.environ["BALLAST_TEST_CLUSTER_DIR"]) if "BALLAST_TEST_CLUSTER_DIR" in os.environ else None
+    info = plane.up(state or tmp_path_factory.mktemp("cluster"), log=lambda _m: None)
+    yield info
+    problems = plane.down(Path(info.state_dir), log=lambda _m: None)
+    assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def kube(cluster):
+    """An ApiClient for the cluster admin, with the CRDs from crds/ installed."""
+    from kubernetes import client, config
+
+    from ballast.testing.kube import install_crds
+
+    configuration = client.Configuration()
+    config.load_kube_config(cluster.kubeconfig, client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    install_crds(api, ROOT / "crds")
+    yield api
+    api.close()
+
+
+@pytest.fixture
+def namespace(kube) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards (the namespace controller empties it)."""
+    from kubernetes import client
+
+    from ballast.testing.kube import eventually
+
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core = client.CoreV1Api(kube)
+    core.create_namespace({"metadata": {"name": name}})
+    # Pods need the namespace's default ServiceAccount, which the controller-manager creates.
+    eventually(lambda: core.list_namespaced_service_account(name).items, 30, what="default ServiceAccount")
+    yield name
+    core.delete_namespace(name)
+
+
+@pytest.fixture
+def store(cluster):
+    """A minio client for the cluster's MinIO."""
+    from minio import Minio
+
+    return Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
+
+
+@pytest.fixture
+def bucket(store) -> str:
+    """A fresh bucket per test."""
+    name = f"t-{uuid.uuid4().hex[:12]}"
+    store.make_bucket(name)
+    return name
+
+
+@pytest.fixture
+def store_secret(kube, namespace, cluster) -> str:
+    """The object-store credentials as a Secret in the test's namespace (how workloads get them)."""
+    from kubernetes import client
+
+    client.CoreV1Api(kube).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "store-credentials"},
+            "stringData": {"accessKey": cluster.minio_access_key, "secretKey": cluster.minio_secret_key},
+        },
+    )
+    return "store-credentials"
