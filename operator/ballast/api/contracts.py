@@ -16,6 +16,7 @@ from pydantic import Field
 
 from ballast.api.common import BaseModelRef, Digest, Model, ModelRef, Verdict
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+from ballast.api.samples import SampleRef
 
 
 def digest_bytes(data: bytes) -> str:
@@ -59,11 +60,13 @@ class RunPlan(Model):
     bucket: str
     prefix: str = ""
     classes: list[str]
-    base_model: BaseModelRef
+    base_model: BaseModelRef | None = Field(
+        None, description="The base to start from; absent only for the very first base (a Rebase from scratch)."
+    )
     new_version: str = Field(description="Version name the run's model gets (ft_vN.M or base_vN+1).")
     seed: int
-    new_sample_keys: list[str] = Field(description="Folder keys of the pool samples (all of them).")
-    old_sample_keys: list[str] = Field(description="Anchor sample keys drawn for this run.")
+    new_samples: list[SampleRef] = Field(description="The pool snapshot: every verified sample.")
+    old_samples: list[SampleRef] = Field(description="Anchor samples drawn for this run (all of them for a rebase).")
     test_manifest: str
     mixing_rule: str
     training: TrainingParams
@@ -80,8 +83,12 @@ class Lineage(Model):
     """`runs/<run>/lineage.json`: how the model was made, enough to reproduce it."""
 
     model_version: str
-    base_version: str
-    base_digest: Digest | None = Field(None, description="Absent for a base trained from scratch.")
+    base_version: str | None = Field(
+        None, description="For a fine-tune, the base it started from; for a base, the base it replaces."
+    )
+    base_digest: Digest | None = Field(
+        None, description="Digest of the weights training started from; absent for a base trained from scratch."
+    )
     plan_digest: Digest
     params: dict[str, str | int | float | bool | None] = Field(description="The train() arguments actually used.")
     seed: int
@@ -128,6 +135,7 @@ class GateReport(Model):
     map50_drop: float
     drop_unit: Literal["points", "percent"]
     detection_rate: float
+    base_detection_rate: float | None = Field(None, description="The base model's rate on the same samples.")
     per_class_detection: list[ClassResult]
     per_class_ab: list[ClassResult] = Field(default_factory=list)
     gates: list[GateResult]

@@ -1,0 +1,172 @@
+"""The object store (MinIO locally, any S3 in production): the only place artifacts and samples live.
+
+Keys handed to this class are relative to the pool's prefix. Every read of an artifact whose digest
+is known is verified; writes return the digest of what was written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import CopySource
+from minio.error import S3Error
+
+from ballast.api.contracts import digest_bytes
+
+
+class DigestMismatch(RuntimeError):
+    """An artifact's content does not match the digest it is addressed by."""
+
+
+class UnsafeKey(ValueError):
+    """A key that would escape the store prefix (`..`, absolute)."""
+
+
+def parse_uri(uri: str) -> tuple[str, str]:
+    """`s3://bucket/key` -> (bucket, key)."""
+    if not uri.startswith("s3://") or "/" not in uri[5:]:
+        raise ValueError(f"not an s3://bucket/key URI: {uri!r}")
+    bucket, key = uri[5:].split("/", 1)
+    return bucket, key
+
+
+def safe_key(key: str) -> str:
+    parts = key.split("/")
+    if key.startswith("/") or ".." in parts or "" in parts[:-1] or "\\" in key:
+        raise UnsafeKey(f"object key {key!r} is not a plain relative path")
+    return key
+
+
+@dataclass(frozen=True)
+class Download:
+    key: str
+    destination: Path
+    digest: str | None = None
+
+
+class ObjectStore:
+    def __init__(
+        self,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        bucket: str,
+        prefix: str = "",
+        *,
+        secure: bool = False,
+        connections: int = 32,
+    ) -> None:
+        # A larger pool than urllib3's default (10) so parallel dataset staging is not serialized.
+        http = urllib3.PoolManager(
+            maxsize=connections,
+            timeout=urllib3.Timeout(connect=10, read=120),
+            retries=urllib3.Retry(total=5, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+        )
+        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.connections = connections
+
+    @classmethod
+    def from_env(cls, bucket: str, prefix: str = "") -> ObjectStore:
+        """Credentials from BALLAST_S3_* variables (set from a Secret in pods)."""
+        missing = [
+            v for v in ("BALLAST_S3_ENDPOINT", "BALLAST_S3_ACCESS_KEY", "BALLAST_S3_SECRET_KEY") if v not in os.environ
+        ]
+        if missing:
+            raise RuntimeError(f"object store not configured: set {', '.join(missing)}")
+        return cls(
+            os.environ["BALLAST_S3_ENDPOINT"],
+            os.environ["BALLAST_S3_ACCESS_KEY"],
+            os.environ["BALLAST_S3_SECRET_KEY"],
+            bucket,
+            prefix,
+            secure=os.environ.get("BALLAST_S3_SECURE", "false").lower() in ("1", "true", "yes"),
+        )
+
+    # ---- keys --------------------------------------------------------------------------------------
+    def key(self, relative: str) -> str:
+        relative = safe_key(relative)
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def uri(self, relative: str) -> str:
+        return f"s3://{self.bucket}/{self.key(relative)}"
+
+    def relative(self, uri: str) -> str:
+        """The key of `uri` relative to this store's prefix (the URI must be in this bucket)."""
+        bucket, key = parse_uri(uri)
+        if bucket != self.bucket:
+            raise ValueError(f"{uri} is not in bucket {self.bucket}")
+        if self.prefix:
+            if not key.startswith(self.prefix + "/"):
+                raise ValueError(f"{uri} is outside prefix {self.prefix}/")
+            key = key[len(self.prefix) + 1 :]
+        return safe_key(key)
+
+    # ---- reads -------------------------------------------------------------------------------------
+    def get(self, relative: str, digest: str | None = None) -> bytes:
+        response = self.client.get_object(self.bucket, self.key(relative))
+        try:
+            data = response.read()
+        finally:
+            response.close()
+            response.release_conn()
+        if digest is not None and digest_bytes(data) != digest:
+            raise DigestMismatch(f"{self.uri(relative)}: content digest {digest_bytes(data)} != expected {digest}")
+        return data
+
+    def exists(self, relative: str) -> bool:
+        try:
+            self.client.stat_object(self.bucket, self.key(relative))
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
+                return False
+            raise
+        return True
+
+    def list(self, relative_prefix: str, recursive: bool = True) -> Iterator[str]:
+        """Keys under a prefix, relative to the store prefix."""
+        full = self.key(relative_prefix) if relative_prefix else (self.prefix + "/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        for item in self.client.list_objects(self.bucket, prefix=full, recursive=recursive):
+            yield item.object_name[strip:]
+
+    def download(self, item: Download) -> int:
+        data = self.get(item.key, item.digest)
+        item.destination.parent.mkdir(parents=True, exist_ok=True)
+        item.destination.write_bytes(data)
+        return len(data)
+
+    def download_many(self, items: Iterable[Download], workers: int | None = None) -> int:
+        """Parallel downloads with digest checks; returns bytes written. The first failure raises."""
+        with ThreadPoolExecutor(max_workers=workers or min(16, self.connections)) as pool:
+            return sum(pool.map(self.download, items))
+
+    # ---- writes ------------------------------------------------------------------------------------
+    def put(self, relative: str, data: bytes, content_type: str = "application/octet-stream") -> str:
+        self.client.put_object(self.bucket, self.key(relative), io.BytesIO(data), len(data), content_type=content_type)
+        return digest_bytes(data)
+
+    def put_file(self, relative: str, path: Path, content_type: str = "application/octet-stream") -> str:
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        self.client.fput_object(self.bucket, self.key(relative), str(path), content_type=content_type)
+        return "sha256:" + digest.hexdigest()
+
+    def copy(self, source: str, destination: str) -> None:
+        self.client.copy_object(self.bucket, self.key(destination), CopySource(self.bucket, self.key(source)))
+
+    def ensure_bucket(self) -> None:
+        if not self.client.bucket_exists(self.bucket):
+            self.client.make_bucket(self.bucket)

@@ -1,0 +1,134 @@
+"""Pool samples in the object store: validated intake, and reading what a pool holds.
+
+Layout: `pool/<pool>/samples/<id>/image.<ext>`, `label.txt`, `sample.json`. A sample exists once
+its `sample.json` exists; it is written last, so an interrupted intake leaves nothing that counts,
+and an existing sample is never overwritten (samples are immutable and never deleted).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import ValidationError
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api.contracts import LabelSource, SampleRecord, digest_bytes
+from ballast.api.samples import SampleError, SampleRef, parse_labels
+
+MAX_IMAGE_BYTES = 20 * 1024 * 1024
+MIN_IMAGE_SIDE = 10
+IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "WEBP": "webp"}
+
+
+def sample_prefix(pool: str, sample_id: str) -> str:
+    return f"pool/{pool}/samples/{sample_id}"
+
+
+def check_image(data: bytes, source: str = "image") -> str:
+    """Decode the whole image; return its file extension or raise SampleError saying why not."""
+    if not data:
+        raise SampleError(f"{source}: empty file")
+    if len(data) > MAX_IMAGE_BYTES:
+        raise SampleError(f"{source}: {len(data)} bytes is over the {MAX_IMAGE_BYTES} byte limit")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind = image.format
+                image.load()  # a truncated file fails here, not at open()
+                width, height = image.size
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
+        raise SampleError(f"{source}: not a decodable image ({error})") from None
+    if kind not in IMAGE_FORMATS:
+        raise SampleError(f"{source}: format {kind} is not one of {', '.join(IMAGE_FORMATS)}")
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise SampleError(f"{source}: {width}x{height} is smaller than {MIN_IMAGE_SIDE} px")
+    return IMAGE_FORMATS[kind]
+
+
+@dataclass(frozen=True)
+class NewSample:
+    sample_id: str
+    image: bytes
+    labels: str
+    document_id: str
+    reported_by: str
+    reported_at: datetime
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    label_source: LabelSource
+
+
+def validate(sample: NewSample, num_classes: int) -> tuple[SampleRecord, str]:
+    """The record to store and the image extension; SampleError names what is wrong."""
+    where = f"sample {sample.sample_id!r}"
+    if not sample.reviewed_by or sample.reviewed_at is None:
+        raise SampleError(f"{where}: reviewedBy and reviewedAt are required: only human-verified samples enter a pool")
+    extension = check_image(sample.image, f"{where} image")
+    boxes = parse_labels(sample.labels, num_classes, f"{where} label.txt")
+    try:
+        record = SampleRecord(
+            id=sample.sample_id,
+            document_id=sample.document_id,
+            reported_by=sample.reported_by,
+            reported_at=sample.reported_at,
+            reviewed_by=sample.reviewed_by,
+            reviewed_at=sample.reviewed_at,
+            label_source=sample.label_source,
+            image_file=f"image.{extension}",
+            image_digest=digest_bytes(sample.image),
+            label_digest=digest_bytes(sample.labels.encode()),
+            boxes=len(boxes),
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        raise SampleError(f"{where}: {field}: {first['msg']}") from None
+    return record, extension
+
+
+class SampleExists(SampleError):
+    pass
+
+
+def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: int) -> SampleRecord:
+    """Validate, then write image and labels, then the record. Nothing is written for a bad sample."""
+    record, extension = validate(sample, num_classes)
+    base = sample_prefix(pool, record.id)
+    if store.exists(f"{base}/sample.json"):
+        raise SampleExists(f"sample {record.id!r} is already in pool {pool}; samples are immutable")
+    store.put(f"{base}/image.{extension}", sample.image, f"image/{'jpeg' if extension == 'jpg' else extension}")
+    store.put(f"{base}/label.txt", sample.labels.encode(), "text/plain")
+    store.put(f"{base}/sample.json", record.model_dump_json(by_alias=True).encode(), "application/json")
+    return record
+
+
+def sample_ref(pool: str, record: SampleRecord) -> SampleRef:
+    return SampleRef(
+        image=f"{sample_prefix(pool, record.id)}/{record.image_file}",
+        image_digest=record.image_digest,
+        label_digest=record.label_digest,
+    )
+
+
+def list_sample_ids(store: ObjectStore, pool: str) -> Iterator[str]:
+    """Ids of the samples whose record exists (a sample without sample.json is not in the pool)."""
+    prefix = f"pool/{pool}/samples/"
+    for key in store.list(prefix, recursive=True):
+        if key.endswith("/sample.json"):
+            yield key[len(prefix) : -len("/sample.json")]
+
+
+def read_record(store: ObjectStore, pool: str, sample_id: str) -> SampleRecord:
+    raw = store.get(f"{sample_prefix(pool, sample_id)}/sample.json")
+    return SampleRecord.model_validate(json.loads(raw))
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,222 @@
+"""The trainer entrypoints, run as the Jobs run them, against real MinIO with real Ultralytics on tiny data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api.common import BaseModelRef
+from ballast.api.contracts import GateReport, Lineage, RunPlan, TrainResult, canonical_json
+from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
+from ballast.policy.gates import overall_verdict
+from ballast.policy.mixing import draw_old_samples, old_sample_count
+from ballast.synth import CLASSES
+from ballast.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+
+TRAINER = str(Path(sys.executable).parent / "ballast-trainer")
+TINY = TrainingParams(epochs=1, imgsz=160, batch=16, gpus=0)
+
+
+def run_trainer(cluster, stage: str, plan_uri: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
+        "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
+    }
+    return subprocess.run(
+        [TRAINER, stage, "--plan", plan_uri, "--workdir", str(tmp_path / f"work-{stage}")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def put_plan(store: ObjectStore, plan: RunPlan) -> str:
+    store.put(f"runs/{plan.run}/plan.json", canonical_json(plan), "application/json")
+    return store.uri(f"runs/{plan.run}/plan.json")
+
+
+def a_plan(**fields) -> RunPlan:
+    defaults = dict(
+        bucket="",
+        classes=list(CLASSES),
+        seed=7,
+        new_samples=[],
+        old_samples=[],
+        test_manifest=TEST_MANIFEST,
+        mixing_rule="test",
+        training=TINY,
+        rebase=RebaseParams(epochs=2),
+        gates=GateThresholds(),
+    )
+    return RunPlan(**(defaults | fields))
+
+
+@pytest.fixture(scope="module")
+def trained(cluster, tmp_path_factory):
+    """A base trained from scratch by `rebase`, then a fine-tune from it by `train`, then `gate`."""
+    from minio import Minio
+
+    tmp = tmp_path_factory.mktemp("trainer")
+    bucket = "trainer-e2e"
+    raw = Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
+    if not raw.bucket_exists(bucket):
+        raw.make_bucket(bucket)
+    store = ObjectStore(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, bucket, "ballast")
+    anchor = write_anchor(store, train=48, test=12)
+    pool_refs = write_pool_samples(store, "invoices", range(10))
+
+    bootstrap = a_plan(
+        run="bootstrap",
+        pool="invoices",
+        kind="Rebase",
+        bucket=bucket,
+        prefix="ballast",
+        new_version="base_v1",
+        old_samples=anchor.train,
+    )
+    rebase = run_trainer(cluster, "rebase", put_plan(store, bootstrap), tmp)
+    assert rebase.returncode == 0, rebase.stdout + rebase.stderr
+    base_result = TrainResult.model_validate_json(store.get("runs/bootstrap/train-result.json"))
+    # Adopt it as base_v1, weights and lineage side by side, as the operator does.
+    store.copy("runs/bootstrap/model.pt", "models/base_v1/model.pt")
+    store.copy("runs/bootstrap/lineage.json", "models/base_v1/lineage.json")
+    base = BaseModelRef(version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=base_result.model.digest)
+
+    mix = old_sample_count(len(pool_refs), Mixing())
+    drawn_ids = draw_old_samples([r.image for r in anchor.train], min(mix.old_samples, len(anchor.train)), seed=11)
+    old = [r for r in anchor.train if r.image in set(drawn_ids)]
+    plan = a_plan(
+        run="invoices-run-1",
+        pool="invoices",
+        kind="FineTune",
+        bucket=bucket,
+        prefix="ballast",
+        new_version="ft_v1.1",
+        base_model=base,
+        seed=11,
+        new_samples=pool_refs,
+        old_samples=old,
+        mixing_rule=mix.rule,
+    )
+    plan_uri = put_plan(store, plan)
+    train = run_trainer(cluster, "train", plan_uri, tmp)
+    assert train.returncode == 0, train.stdout + train.stderr
+    gate = run_trainer(cluster, "gate", plan_uri, tmp)
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    return {
+        "store": store,
+        "plan": plan,
+        "base": base,
+        "base_result": base_result,
+        "logs": (rebase, train, gate),
+        "tmp": tmp,
+        "anchor": anchor,
+    }
+
+
+def test_rebase_trains_a_base_from_scratch_with_lineage(trained):
+    store = trained["store"]
+    lineage = Lineage.model_validate_json(store.get("runs/bootstrap/lineage.json"))
+    assert lineage.model_version == "base_v1"
+    assert lineage.base_digest is None  # from scratch: nothing to chain from
+    assert lineage.params["pretrained"] is False
+    weights = store.get("runs/bootstrap/model.pt", trained["base_result"].model.digest)  # raises on mismatch
+    assert len(weights) > 100_000
+
+
+def test_the_fine_tune_starts_from_the_base_with_the_seeds_recipe(trained):
+    store, plan = trained["store"], trained["plan"]
+    result = TrainResult.model_validate_json(store.get("runs/invoices-run-1/train-result.json"))
+    assert result.model.version == "ft_v1.1"
+    store.get(store.relative(result.model.uri), result.model.digest)  # the digest checks out
+    lineage_raw = store.get(store.relative(result.lineage_uri))
+    lineage = Lineage.model_validate_json(lineage_raw)
+    assert lineage.base_digest == trained["base"].digest
+    assert lineage.base_version == "base_v1"
+    assert lineage.plan_digest.startswith("sha256:")
+    assert lineage.params["optimizer"] == "SGD"
+    assert (lineage.params["lr0"], lineage.params["freeze"], lineage.params["warmup_epochs"]) == (0.001, 10, 1.0)
+    assert lineage.params["cos_lr"] is True
+    assert lineage.seed == plan.seed
+    assert {"ultralytics", "torch", "ballast"} <= set(lineage.libraries)
+    assert set(lineage.seconds) >= {"download", "train"}
+    assert result.epochs and "train/box_loss" in result.epochs[-1].metrics
+
+
+def test_the_gates_write_a_report_whose_verdict_follows_the_policy(trained):
+    store = trained["store"]
+    report = GateReport.model_validate_json(store.get("runs/invoices-run-1/gate-report.json"))
+    assert [g.name for g in report.gates] == ["Gate1Regression", "Gate2NewSamples"]
+    assert report.verdict == overall_verdict(g.verdict for g in report.gates)
+    assert 0.0 <= report.detection_rate <= 1.0
+    assert report.map50_drop == pytest.approx((report.base_map50 - report.candidate_map50) * 100, abs=1e-4)
+    assert {c.name for c in report.per_class_detection} == set(CLASSES)
+    assert sum(c.instances for c in report.per_class_detection) == 10 * 8  # 8 fields on each of 10 pages
+    # The base's Gate 1 figure is cached per base digest and test-set digest.
+    cached = list(store.list(f"cache/gate1/{trained['base'].digest.removeprefix('sha256:')}/"))
+    assert len(cached) == 1
+
+
+def test_the_trainer_never_reaches_beyond_the_object_store(trained):
+    for completed in trained["logs"]:
+        audit_line = next(line for line in completed.stdout.splitlines() if "network audit:" in line)
+        connections = int(audit_line.split("network audit:")[1].split()[0])
+        assert connections > 0  # the hook is live: it saw the object-store connections
+        assert "refused: []" in audit_line, completed.stdout[-2000:]
+
+
+def test_the_audit_hook_refuses_any_other_host_before_a_packet_leaves():
+    code = (
+        "import socket\n"
+        "from ballast_trainer import offline\n"
+        "audit = offline.audit({'127.0.0.1'})\n"
+        "try:\n"
+        "    socket.getaddrinfo('weights.example.invalid', 443)\n"
+        "except PermissionError as error:\n"
+        "    print('refused', error)\n"
+        "print(audit.refused)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "refused network access to weights.example.invalid" in completed.stdout
+
+
+def test_a_second_gate_reuses_the_cached_base_figure(trained, cluster):
+    store, plan = trained["store"], trained["plan"]
+    again = run_trainer(cluster, "gate", store.uri(f"runs/{plan.run}/plan.json"), trained["tmp"] / "again")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "base mAP50 from cache" in again.stdout
+
+
+def test_a_plan_that_starts_from_a_fine_tuned_model_is_refused(trained, cluster):
+    store, plan = trained["store"], trained["plan"]
+    result = TrainResult.model_validate_json(store.get("runs/invoices-run-1/train-result.json"))
+    # Dress the fine-tune up as a base: the name passes admission, the lineage gives it away.
+    store.copy(store.relative(result.model.uri), "models/base_v9/model.pt")
+    store.copy(store.relative(result.lineage_uri), "models/base_v9/lineage.json")
+    disguised = BaseModelRef(version="base_v9", uri=store.uri("models/base_v9/model.pt"), digest=result.model.digest)
+    chained = plan.model_copy(update={"run": "chained", "base_model": disguised, "new_version": "ft_v9.1"})
+    completed = run_trainer(cluster, "train", put_plan(store, chained), trained["tmp"] / "chained")
+    assert completed.returncode == 3
+    error = json.loads(store.get("runs/chained/train-error.json"))
+    assert error["reason"] == "Refused" and "never chain fine-tunes" in error["message"]
+    assert not store.exists("runs/chained/model.pt")
+
+
+def test_a_tampered_base_is_refused_by_digest(trained, cluster):
+    store, plan = trained["store"], trained["plan"]
+    wrong = trained["base"].model_copy(update={"digest": "sha256:" + "0" * 64})
+    tampered = plan.model_copy(update={"run": "tampered", "base_model": wrong})
+    completed = run_trainer(cluster, "train", put_plan(store, tampered), trained["tmp"] / "tampered")
+    assert completed.returncode == 1
+    assert "DigestMismatch" in json.loads(store.get("runs/tampered/train-error.json"))["message"]

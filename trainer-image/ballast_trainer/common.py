@@ -1,0 +1,112 @@
+"""What every trainer entrypoint shares: the plan, the store, the offline set-up, errors."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ballast.adapters.objectstore import ObjectStore, parse_uri
+from ballast.api.common import Model
+from ballast.api.contracts import RunPlan, canonical_json, digest_bytes
+from ballast_trainer import offline
+
+
+class Refused(RuntimeError):
+    """The plan asks for something the seed's rules forbid; the run fails with this reason."""
+
+
+def log(message: str) -> None:
+    print(f"{datetime.now(UTC):%H:%M:%S} {message}", flush=True)
+
+
+def run_dir(plan: RunPlan) -> str:
+    return f"runs/{plan.run}"
+
+
+def lineage_key(model_key: str) -> str:
+    """A model's lineage lives beside its weights: `<dir>/model.pt` -> `<dir>/lineage.json`."""
+    return model_key.rsplit("/", 1)[0] + "/lineage.json"
+
+
+@dataclass
+class Context:
+    plan: RunPlan
+    plan_digest: str
+    store: ObjectStore
+    workdir: Path
+    audit: offline.NetworkAudit
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def put_json(self, relative: str, document: Model) -> str:
+        return self.store.put(relative, canonical_json(document), "application/json")
+
+    def timed(self, stage: str, started: float) -> None:
+        self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 3)
+
+
+def open_plan(plan_uri: str, workdir: Path) -> Context:
+    """Prepare the offline environment, then read and check the plan."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    offline.prepare(workdir)
+    bucket, key = parse_uri(plan_uri)
+    raw_store = ObjectStore.from_env(bucket)
+    network = offline.audit({raw_store.endpoint.rsplit(":", 1)[0]})
+    raw = raw_store.get(key)
+    plan = RunPlan.model_validate(json.loads(raw))
+    store = ObjectStore.from_env(bucket, plan.prefix)
+    log(
+        f"plan {plan.run}: {plan.kind} -> {plan.new_version}, {len(plan.new_samples)} new + "
+        f"{len(plan.old_samples)} old samples, seed {plan.seed} ({plan.mixing_rule})"
+    )
+    return Context(plan, digest_bytes(canonical_json(plan)), store, workdir, network)
+
+
+def library_versions() -> dict[str, str]:
+    import torch
+    import ultralytics
+
+    from ballast import __version__
+
+    return {
+        "ultralytics": ultralytics.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "ballast": __version__,
+    }
+
+
+def fail(context: Context | None, stage: str, error: BaseException) -> int:
+    """Record why the stage failed where the operator reads it, and exit non-zero."""
+    message = f"{type(error).__name__}: {error}"
+    log(f"{stage} failed: {message}")
+    if context is not None:
+        document = {"stage": stage, "reason": "Refused" if isinstance(error, Refused) else "Error", "message": message}
+        try:
+            context.store.put(f"{run_dir(context.plan)}/{stage}-error.json", json.dumps(document).encode())
+        except Exception as upload_error:  # the store may be what failed
+            log(f"could not record the error: {upload_error}")
+    return 3 if isinstance(error, Refused) else 1
+
+
+def main_guard(stage: str, body, plan_uri: str, workdir: Path) -> int:  # type: ignore[no-untyped-def]
+    context = None
+    try:
+        context = open_plan(plan_uri, workdir)
+        body(context)
+    except Exception as error:
+        return fail(context, stage, error)
+    log(
+        f"network audit: {len(context.audit.attempts)} connection(s), all to the object store; "
+        f"refused: {context.audit.refused}"
+    )
+    return 0
+
+
+def exit_with(code: int) -> None:
+    sys.stdout.flush()
+    sys.exit(code)

@@ -1,0 +1,36 @@
+"""`ballast-trainer`: the entrypoints run inside Ballast's training and gate Jobs.
+
+    ballast-trainer train  --plan s3://bucket/prefix/runs/RUN/plan.json   fine-tune from the base
+    ballast-trainer rebase --plan s3://...                                train a new base
+    ballast-trainer gate   --plan s3://...                                Gates 1-3 -> GateReport
+
+The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_ACCESS_KEY, BALLAST_S3_SECRET_KEY
+(and BALLAST_S3_SECURE). The trainer never touches any other network address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ballast-trainer", description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=("train", "rebase", "gate"))
+    parser.add_argument("--plan", required=True, help="s3:// URI of the run's plan.json")
+    parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp dir)")
+    args = parser.parse_args(argv)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ballast-{args.stage}-", dir=os.environ.get("TMPDIR")))
+    # Imported after argument parsing: they are heavy, and `--help` should be instant.
+    from ballast_trainer import gate, train
+    from ballast_trainer.common import main_guard
+
+    body = {"train": train.train, "rebase": train.rebase, "gate": gate.gate}[args.stage]
+    return main_guard(args.stage, body, args.plan, workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
