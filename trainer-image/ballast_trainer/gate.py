@@ -37,11 +37,13 @@ def _stage_split(context: Context, refs: list[SampleRef], name: str) -> Path:
     return dataset.write_data_yaml(root, context.plan.classes, split)
 
 
-def base_evaluation(context: Context, base: Path, data: Path, test_digest: str, device: str) -> yolo.Evaluation:
+def base_evaluation(
+    context: Context, base: Path, base_digest: str, data: Path, test_digest: str, device: str
+) -> yolo.Evaluation:
     """The base's test-set figures, from the cache when this base met this test set before."""
     plan = context.plan
     key = (
-        f"cache/gate1/{plan.base_model.digest.removeprefix('sha256:')}/"
+        f"cache/gate1/{base_digest.removeprefix('sha256:')}/"
         f"{test_digest.removeprefix('sha256:')}-{plan.training.imgsz}.json"
     )
     if context.store.exists(key):
