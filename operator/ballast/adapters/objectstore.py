@@ -140,6 +140,15 @@ class ObjectStore:
         for item in self.client.list_objects(self.bucket, prefix=full, recursive=recursive):
             yield item.object_name[strip:]
 
+    def list_after(self, relative_prefix: str, start_after: str | None = None) -> Iterator[str]:
+        """Keys under a prefix that sort after `start_after` (both relative to the store prefix)."""
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        after = self.key(start_after) if start_after else None
+        for item in self.client.list_objects(
+            self.bucket, prefix=self.key(relative_prefix), recursive=True, start_after=after
+        ):
+            yield item.object_name[strip:]
+
     def download(self, item: Download) -> int:
         data = self.get(item.key, item.digest)
         item.destination.parent.mkdir(parents=True, exist_ok=True)

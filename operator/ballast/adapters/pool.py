@@ -98,15 +98,63 @@ class SampleExists(SampleError):
 
 
 def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: int) -> SampleRecord:
-    """Validate, then write image and labels, then the record. Nothing is written for a bad sample."""
-    record, extension = validate(sample, num_classes)
+    """Validate, then write image, labels, record, and last the index entry that makes it count.
+
+    Nothing is written for a bad sample; its refusal is recorded (reason only) for the pool's status.
+    """
+    try:
+        record, extension = validate(sample, num_classes)
+    except SampleError as error:
+        record_rejection(store, pool, sample.sample_id, str(error))
+        raise
     base = sample_prefix(pool, record.id)
     if store.exists(f"{base}/sample.json"):
         raise SampleExists(f"sample {record.id!r} is already in pool {pool}; samples are immutable")
     store.put(f"{base}/image.{extension}", sample.image, f"image/{'jpeg' if extension == 'jpg' else extension}")
     store.put(f"{base}/label.txt", sample.labels.encode(), "text/plain")
     store.put(f"{base}/sample.json", record.model_dump_json(by_alias=True).encode(), "application/json")
+    store.put(index_key(pool, record), b"", "text/plain")
     return record
+
+
+# ---- the pool index ------------------------------------------------------------------------------
+# One empty object per verified sample, whose key carries everything a run's manifest needs:
+#   pool/<pool>/index/<reviewed-at, sortable>~<id>~<image file>~<image hex>~<label hex>
+# Counting is a listing (1000 keys per call), incremental with start-after; no sample is read.
+
+_SEP = "~"
+
+
+def index_prefix(pool: str) -> str:
+    return f"pool/{pool}/index/"
+
+
+def index_key(pool: str, record: SampleRecord) -> str:
+    stamp = record.reviewed_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    return index_prefix(pool) + _SEP.join(
+        (stamp, record.id, record.image_file, record.image_digest[7:], record.label_digest[7:])
+    )
+
+
+def ref_from_index_key(pool: str, key: str) -> SampleRef:
+    _stamp, sample_id, image_file, image_hex, label_hex = key.rsplit("/", 1)[-1].split(_SEP)
+    return SampleRef(
+        image=f"{sample_prefix(pool, sample_id)}/{image_file}",
+        image_digest=f"sha256:{image_hex}",
+        label_digest=f"sha256:{label_hex}",
+    )
+
+
+def list_index(store: ObjectStore, pool: str, start_after: str | None = None) -> list[str]:
+    """Index keys after `start_after` (relative to the store prefix), in order."""
+    return list(store.list_after(index_prefix(pool), start_after))
+
+
+def record_rejection(store: ObjectStore, pool: str, sample_id: str, reason: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    safe_id = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in sample_id)[:100] or "unnamed"
+    document = json.dumps({"id": sample_id, "reason": reason, "at": stamp}).encode()
+    store.put(f"pool/{pool}/rejected/{stamp}{_SEP}{safe_id}.json", document, "application/json")
 
 
 def sample_ref(pool: str, record: SampleRecord) -> SampleRef:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ballast.api.common import BaseModelRef, Condition, Model, ObjectStore, StatusModel
+from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStore, StatusModel
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTunePool"
@@ -61,12 +61,16 @@ class FineTunePoolStatus(StatusModel):
     rejected_samples: int = Field(0, description="Samples found in the store but refused (see recentRejections).")
     recent_rejections: list[RejectedSample] = Field(default_factory=list)
     current_base: str | None = Field(None, description="Version of the base model fine-tunes start from.")
+    current_base_model: ModelRef | None = Field(
+        None, description="A base this pool adopted from a passed Rebase run (newer than spec.baseModel)."
+    )
+    index_cursor: str | None = Field(None, description="Last sample-index key counted (incremental listing).")
+    rejection_cursor: str | None = Field(None, description="Last rejection record counted.")
     active_run: str | None = Field(None, description="The FineTuneRun in progress, if any.")
     last_run: str | None = None
     last_run_sample_count: int = Field(0, description="Pool size frozen by the last run.")
     base_sample_count: int = Field(0, description="Pool size the current base was trained with.")
     run_counter: int = Field(0, description="Runs created for this pool; names runs deterministically.")
-    fine_tunes_of_base: int = Field(0, description="Fine-tunes produced from the current base (names ft_vN.M).")
     next_scheduled_trigger: datetime | None = None
     last_alert: str | None = None
     last_alert_time: datetime | None = None

@@ -51,7 +51,13 @@ class ModelReleaseStatus(StatusModel):
     message: str = ""
     current_model: str | None = Field(None, description="Model version the Deployment runs now.")
     desired_model: str | None = None
+    previous_model: str | None = Field(None, description="What the Deployment ran before the current rollout.")
     history: list[ReleaseRecord] = Field(default_factory=list, description="Newest first; at most historyLimit.")
+    pending: ReleaseRecord | None = Field(None, description="The release being rolled out, recorded once Available.")
+    rollout_started_at: datetime | None = None
+    failed_model: str | None = Field(
+        None, description="A version whose rollout failed; not retried until spec changes."
+    )
     rollbacks: int = 0
     conditions: list[Condition] = Field(default_factory=list)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ballast.cli import cluster, demo
+from ballast.cli import cluster, demo, operator, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -17,6 +17,8 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     cluster.register(commands)
     demo.register(commands)
+    operator.register(commands)
+    people.register(commands)
     return root
 
 

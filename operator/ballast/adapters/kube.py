@@ -1,0 +1,166 @@
+"""Kubernetes I/O for the handlers: clients, idempotent creates, reads of Jobs and Deployments."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api.common import GROUP, VERSION
+from ballast.api.common import ObjectStore as ObjectStoreSpec
+from ballast.policy.finetunerun import JobState
+
+
+@dataclass
+class Clients:
+    api: client.ApiClient
+    core: client.CoreV1Api
+    batch: client.BatchV1Api
+    apps: client.AppsV1Api
+    custom: client.CustomObjectsApi
+
+
+def connect() -> Clients:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    configuration = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=configuration)
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=configuration)
+    api = client.ApiClient(configuration)
+    return Clients(
+        api, client.CoreV1Api(api), client.BatchV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+    )
+
+
+class StoreCredentialsMissing(RuntimeError):
+    pass
+
+
+def object_store(clients: Clients, namespace: str, spec: ObjectStoreSpec) -> ObjectStore:
+    """An ObjectStore for a pool, with keys read from the pool's Secret (never logged)."""
+    ref = spec.credentials_secret_ref
+    try:
+        secret = clients.core.read_namespaced_secret(ref.name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise StoreCredentialsMissing(
+                f"spec.objectStore.credentialsSecretRef: Secret {ref.name} not found"
+            ) from None
+        raise
+    data = secret.data or {}
+    missing = [key for key in (ref.access_key_key, ref.secret_key_key) if key not in data]
+    if missing:
+        raise StoreCredentialsMissing(
+            f"spec.objectStore.credentialsSecretRef: Secret {ref.name} has no key {', '.join(missing)}"
+        )
+    return ObjectStore(
+        spec.endpoint,
+        base64.b64decode(data[ref.access_key_key]).decode(),
+        base64.b64decode(data[ref.secret_key_key]).decode(),
+        spec.bucket,
+        spec.prefix,
+        secure=spec.secure,
+    )
+
+
+def create_or_get(create: Any, read: Any, namespace: str, body: dict[str, Any]) -> tuple[Any, bool]:
+    """Create; when the deterministic name already exists, that is success: return the existing one."""
+    try:
+        return create(namespace, body), True
+    except ApiException as error:
+        if error.status != 409:
+            raise
+    return read(body["metadata"]["name"], namespace), False
+
+
+# ---- custom resources ----------------------------------------------------------------------------------
+def list_custom(clients: Clients, namespace: str, plural: str, selector: str | None = None) -> list[dict[str, Any]]:
+    listing: dict[str, Any] = clients.custom.list_namespaced_custom_object(  # type: ignore[assignment]
+        GROUP, VERSION, namespace, plural, label_selector=selector
+    )
+    return list(listing.get("items", []))
+
+
+def get_custom(clients: Clients, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+    try:
+        return dict(clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def create_custom(clients: Clients, namespace: str, plural: str, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    def create(ns: str, b: dict[str, Any]) -> Any:
+        return clients.custom.create_namespaced_custom_object(GROUP, VERSION, ns, plural, b)
+
+    def read(name: str, ns: str) -> Any:
+        return clients.custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+
+    return create_or_get(create, read, namespace, body)
+
+
+def patch_custom(clients: Clients, namespace: str, plural: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    return dict(clients.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch))
+
+
+# ---- Jobs ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobStatus:
+    state: JobState
+    reason: str = ""
+    message: str = ""
+
+
+def read_job(clients: Clients, namespace: str, name: str) -> JobStatus:
+    try:
+        job = clients.batch.read_namespaced_job(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return JobStatus(JobState.MISSING)
+        raise
+    for condition in job.status.conditions or []:
+        if condition.status != "True":
+            continue
+        if condition.type == "Complete":
+            return JobStatus(JobState.SUCCEEDED)
+        if condition.type == "Failed":
+            return JobStatus(JobState.FAILED, condition.reason or "Failed", condition.message or "")
+    if job.status.succeeded and not job.status.active:
+        return JobStatus(JobState.SUCCEEDED)
+    return JobStatus(JobState.ACTIVE)
+
+
+def pod_failure(clients: Clients, namespace: str, job: str) -> str:
+    """What the Job's last failed pod says about why it failed (reason and exit code)."""
+    pods = clients.core.list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    failed = [p for p in pods if p.status.phase == "Failed"]
+    if not failed:
+        return ""
+    pod = max(failed, key=lambda p: p.metadata.creation_timestamp)
+    for status in pod.status.container_statuses or []:
+        terminated = status.state.terminated if status.state else None
+        if terminated is not None:
+            return f"pod {pod.metadata.name}: {terminated.reason or 'Error'} (exit code {terminated.exit_code})"
+    return f"pod {pod.metadata.name}: {pod.status.reason or 'Failed'} {pod.status.message or ''}".strip()
+
+
+# ---- Deployments ---------------------------------------------------------------------------------------
+def rollout_state(deployment: Any) -> tuple[str, str]:
+    """("Available" | "Progressing" | "Failed", message) for a Deployment's current template."""
+    status = deployment.status
+    desired = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    for condition in status.conditions or []:
+        if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
+            return "Failed", condition.message or "progress deadline exceeded"
+    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return "Progressing", "waiting for the deployment controller"
+    updated, available, total = status.updated_replicas or 0, status.available_replicas or 0, status.replicas or 0
+    if updated == desired and available == desired and total == desired:
+        return "Available", f"{available}/{desired} replicas available"
+    return "Progressing", f"{updated}/{desired} updated, {available} available"

@@ -1,0 +1,239 @@
+"""The `ballast` commands for people: add reviewed samples, approve a Review verdict, roll back, look.
+
+    ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID]
+    ballast samples import POOL DIR --reviewed-by NAME [--format yolo|label-studio|cvat]
+    ballast runs approve RUN --by NAME --reason TEXT
+    ballast release rollback RELEASE [--to VERSION]
+    ballast status
+
+They act on the current kubeconfig context's namespace unless `-n` says otherwise. Samples go
+through the same validation as everywhere: a bad or unreviewed sample is refused with the field at
+fault, and nothing of it is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import config
+
+from ballast.api.common import Approval
+from ballast.api.samples import SampleError
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    samples = commands.add_parser("samples", help="add human-verified samples to a pool").add_subparsers(
+        dest="verb", required=True
+    )
+    add = samples.add_parser("add", help="one image and its YOLO label file")
+    add.add_argument("pool")
+    add.add_argument("--image", type=Path, required=True)
+    add.add_argument("--labels", type=Path, required=True, help="YOLO label file: class x y w h per line")
+    add.add_argument("--id", default=None, help="sample id (default: the image file's stem)")
+    add.add_argument("--document-id", default=None)
+    add.add_argument("--reported-by", default="unknown")
+    add.add_argument("--reviewed-by", required=True, help="the human who verified the labels")
+    add.set_defaults(handler=_samples_add)
+    importer = samples.add_parser("import", help="a YOLO folder or a Label Studio / CVAT YOLO export")
+    importer.add_argument("pool")
+    importer.add_argument("directory", type=Path)
+    importer.add_argument("--format", choices=("yolo", "label-studio", "cvat"), default="yolo")
+    importer.add_argument("--reviewed-by", required=True)
+    importer.add_argument("--reported-by", default="unknown")
+    importer.set_defaults(handler=_samples_import)
+
+    runs = commands.add_parser("runs", help="FineTuneRuns").add_subparsers(dest="verb", required=True)
+    approve = runs.add_parser("approve", help="approve a run whose verdict is Review")
+    approve.add_argument("run")
+    approve.add_argument("--by", required=True)
+    approve.add_argument("--reason", required=True)
+    approve.set_defaults(handler=_runs_approve)
+
+    release = commands.add_parser("release", help="ModelReleases").add_subparsers(dest="verb", required=True)
+    rollback = release.add_parser("rollback", help="go back to the previous (or a named) released model")
+    rollback.add_argument("release")
+    rollback.add_argument("--to", default=None, help="version to go back to (default: the previous one)")
+    rollback.set_defaults(handler=_release_rollback)
+
+    status = commands.add_parser("status", help="pools, runs and releases at a glance")
+    status.set_defaults(handler=_status)
+    for parser in (add, importer, approve, rollback, status):
+        parser.add_argument("-n", "--namespace", default=None)
+
+
+def _namespace(args: argparse.Namespace) -> str:
+    if getattr(args, "namespace", None):
+        return str(args.namespace)
+    try:
+        _, active = config.list_kube_config_contexts()
+        return str(active.get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, TypeError):
+        return "default"
+
+
+def _kube():  # type: ignore[no-untyped-def]
+    from ballast.adapters.kube import connect
+
+    return connect()
+
+
+def _pool_store(kube: Any, namespace: str, pool: str):  # type: ignore[no-untyped-def]
+    from ballast.adapters.kube import get_custom, object_store
+    from ballast.api.finetunepool import FineTunePoolSpec
+
+    body = get_custom(kube, namespace, "finetunepools", pool)
+    if body is None:
+        raise SystemExit(f"error: FineTunePool {pool} not found in namespace {namespace}")
+    spec = FineTunePoolSpec.model_validate(body["spec"])
+    return object_store(kube, namespace, spec.object_store), spec
+
+
+def _sample(image: Path, labels: Path, sample_id: str, args: argparse.Namespace, source: str):  # type: ignore[no-untyped-def]
+    from ballast.adapters.pool import NewSample
+
+    stamp = datetime.now(UTC)
+    return NewSample(
+        sample_id=sample_id,
+        image=image.read_bytes(),
+        labels=labels.read_text() if labels.exists() else "",
+        document_id=getattr(args, "document_id", None) or sample_id,
+        reported_by=args.reported_by,
+        reported_at=stamp,
+        reviewed_by=args.reviewed_by.strip() or None,
+        reviewed_at=stamp,
+        label_source=source,  # type: ignore[arg-type]
+    )
+
+
+def _samples_add(args: argparse.Namespace) -> int:
+    from ballast.adapters.pool import add_sample
+
+    kube = _kube()
+    store, spec = _pool_store(kube, _namespace(args), args.pool)
+    sample = _sample(args.image, args.labels, args.id or args.image.stem, args, "ballast-cli")
+    try:
+        record = add_sample(store, args.pool, sample, len(spec.classes))
+    except SampleError as error:
+        print(f"refused: {error}", file=sys.stderr)
+        return 1
+    print(f"added {record.id} to pool {args.pool} ({record.boxes} boxes, reviewed by {record.reviewed_by})")
+    return 0
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+
+def export_pairs(directory: Path, fmt: str) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of a YOLO folder or a Label Studio / CVAT YOLO export.
+
+    All three put images under `images/` and labels under `labels/` with the same stem (CVAT nests
+    them under `obj_train_data/`); a flat folder of image + .txt pairs works too.
+    """
+    roots = [directory / "obj_train_data"] if fmt == "cvat" and (directory / "obj_train_data").exists() else [directory]
+    pairs = []
+    for root in roots:
+        for image in sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            candidates = [image.with_suffix(".txt")]
+            if "images" in image.parts:
+                index = len(image.parts) - 1 - image.parts[::-1].index("images")
+                candidates.append(Path(*image.parts[:index], "labels", *image.parts[index + 1 :]).with_suffix(".txt"))
+            label = next((c for c in candidates if c.exists()), candidates[-1])
+            pairs.append((image, label))
+    return pairs
+
+
+def _samples_import(args: argparse.Namespace) -> int:
+    from ballast.adapters.pool import SampleExists, add_sample
+
+    kube = _kube()
+    store, spec = _pool_store(kube, _namespace(args), args.pool)
+    source = {"yolo": "yolo-folder", "label-studio": "label-studio", "cvat": "cvat"}[args.format]
+    pairs = export_pairs(args.directory, args.format)
+    if not pairs:
+        print(f"refused: no images found under {args.directory}", file=sys.stderr)
+        return 1
+    added, refused = 0, 0
+    for image, label in pairs:
+        if not label.exists():
+            print(f"refused {image.name}: no label file {label}", file=sys.stderr)
+            refused += 1
+            continue
+        try:
+            add_sample(store, args.pool, _sample(image, label, image.stem, args, source), len(spec.classes))
+            added += 1
+        except SampleExists:
+            continue
+        except SampleError as error:
+            print(f"refused {image.name}: {error}", file=sys.stderr)
+            refused += 1
+    print(f"imported {added} samples into pool {args.pool}; refused {refused}")
+    return 1 if refused else 0
+
+
+def _runs_approve(args: argparse.Namespace) -> int:
+    from ballast.adapters.kube import get_custom, patch_custom
+
+    kube = _kube()
+    namespace = _namespace(args)
+    run = get_custom(kube, namespace, "finetuneruns", args.run)
+    if run is None:
+        raise SystemExit(f"error: FineTuneRun {args.run} not found in namespace {namespace}")
+    verdict = run.get("status", {}).get("verdict")
+    if verdict != "Review":
+        raise SystemExit(
+            f"error: run {args.run} has verdict {verdict or 'none yet'}; only Review verdicts are approved"
+        )
+    approval = Approval(by=args.by, at=datetime.now(UTC).replace(microsecond=0), reason=args.reason)
+    patch_custom(kube, namespace, "finetuneruns", args.run, {"spec": {"approval": approval.to_wire()}})
+    print(f"approved {args.run} ({run['status'].get('model', {}).get('version')}) by {args.by}")
+    return 0
+
+
+def _release_rollback(args: argparse.Namespace) -> int:
+    from ballast.adapters.kube import get_custom, patch_custom
+
+    kube = _kube()
+    namespace = _namespace(args)
+    release = get_custom(kube, namespace, "modelreleases", args.release)
+    if release is None:
+        raise SystemExit(f"error: ModelRelease {args.release} not found in namespace {namespace}")
+    history = [h["model"]["version"] for h in release.get("status", {}).get("history", [])]
+    current = release.get("status", {}).get("currentModel")
+    target = args.to or next((v for v in history if v != current), None)
+    if target is None:
+        raise SystemExit(f"error: {args.release} has no earlier release to roll back to")
+    if target not in history:
+        print(f"note: {target} was never released by {args.release}; it must still pass its gates", file=sys.stderr)
+    patch_custom(kube, namespace, "modelreleases", args.release, {"spec": {"model": target}})
+    print(f"{args.release}: {current} -> {target}")
+    return 0
+
+
+def _status(_args: argparse.Namespace) -> int:
+    from ballast.adapters.kube import list_custom
+
+    kube = _kube()
+    namespace = _namespace(_args)
+    rows: list[str] = []
+    for plural, columns in (
+        ("finetunepools", ("verifiedSamples", "samplesSinceLastRun", "currentBase", "activeRun")),
+        ("finetuneruns", ("phase", "verdict", "model", "message")),
+        ("modelreleases", ("phase", "currentModel", "message")),
+    ):
+        rows.append(f"{plural}:")
+        for item in list_custom(kube, namespace, plural):
+            status = item.get("status", {})
+            values = []
+            for column in columns:
+                value = status.get(column)
+                if isinstance(value, dict):
+                    value = value.get("version")
+                values.append(f"{column}={json.dumps(value) if value is not None else '-'}")
+            rows.append(f"  {item['metadata']['name']}: " + " ".join(values))
+    print("\n".join(rows))
+    return 0

@@ -1,0 +1,52 @@
+"""What the three reconcilers share: timing, status diffs, events, the clients kept in kopf's memo."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from ballast.adapters.kube import Clients
+from ballast.api.common import Condition, StatusModel
+from ballast.policy.conditions import set_condition
+
+# How often each kind is reconciled besides its watch events (seconds).
+POOL_INTERVAL = 2.0
+RUN_INTERVAL = 2.0
+RELEASE_INTERVAL = 2.0
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def clients(memo: Any) -> Clients:
+    return memo["clients"]  # type: ignore[no-any-return]
+
+
+def status_changes(old: dict[str, Any], new: StatusModel) -> dict[str, Any]:
+    """Top-level status fields whose value changed (a merge patch); empty when nothing did."""
+    wanted = new.model_dump(mode="json", by_alias=True, exclude_none=False)
+    changes = {}
+    for key, value in wanted.items():
+        if json.dumps(old.get(key), sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
+            changes[key] = value
+    return changes
+
+
+def apply_status(patch: kopf.Patch, old: dict[str, Any], new: StatusModel) -> None:
+    for key, value in status_changes(old, new).items():
+        patch.status[key] = value
+
+
+def with_condition(
+    conditions: list[Condition], type_: str, status: bool | str, reason: str, message: str, generation: int | None
+) -> list[Condition]:
+    return set_condition(conditions, type_, status, reason, message, now(), generation)  # type: ignore[arg-type]
+
+
+def event(body: Any, reason: str, message: str, warning: bool = False) -> None:
+    """A Kubernetes Event on the object, kubectl-describe style ("Created Job x")."""
+    kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)

@@ -1,0 +1,163 @@
+"""Pure builders of the objects the operator creates: Jobs, FineTuneRuns, Deployment patches.
+
+Names are deterministic, so a retried reconcile finds what the first attempt created.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ballast.api.common import API_VERSION, ModelRef, ObjectStore
+from ballast.api.finetunerun import KIND as RUN_KIND
+from ballast.api.finetunerun import FineTuneRunSpec
+from ballast.api.modelrelease import ANNOTATION_MODEL, ENV_MODEL_DIGEST, ENV_MODEL_URI, ENV_MODEL_VERSION
+
+LABEL_POOL = "ballast.dev/pool"
+LABEL_RUN = "ballast.dev/run"
+LABEL_STAGE = "ballast.dev/stage"
+LABEL_MODEL = "ballast.dev/model-version"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "ballast"}
+
+Stage = str  # "train" | "gate" | "rebase"
+
+
+def job_name(run: str, stage: Stage) -> str:
+    return f"{run[:55]}-{'train' if stage == 'rebase' else stage}"
+
+
+def store_env(store: ObjectStore) -> list[dict[str, Any]]:
+    """The object store for a pod: endpoint in plain env, keys only through secretKeyRef."""
+    ref = store.credentials_secret_ref
+    return [
+        {"name": "BALLAST_S3_ENDPOINT", "value": store.endpoint},
+        {"name": "BALLAST_S3_SECURE", "value": "true" if store.secure else "false"},
+        {"name": "BALLAST_S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.access_key_key}}},
+        {"name": "BALLAST_S3_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.secret_key_key}}},
+    ]
+
+
+def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def build_job(
+    *,
+    run: str,
+    run_uid: str,
+    pool: str,
+    stage: Stage,
+    spec: FineTuneRunSpec,
+    store: ObjectStore,
+    plan_uri: str,
+) -> dict[str, Any]:
+    """The training (or gate) Job of a run: trainer image, GPUs, placement, limits, owner reference.
+
+    The gate Job needs no GPU count beyond the training one: it reuses the training placement so
+    it lands where the model was trained.
+    """
+    training = spec.training
+    labels = {LABEL_POOL: pool, LABEL_RUN: run, LABEL_STAGE: stage, **MANAGED_BY}
+    resources: dict[str, Any] = {
+        "requests": dict(training.resources.requests),
+        "limits": dict(training.resources.limits),
+    }
+    if training.gpus > 0:
+        resources["limits"]["nvidia.com/gpu"] = str(training.gpus)
+    container = {
+        "name": "trainer",
+        "image": training.image,
+        "command": ["ballast-trainer", stage, "--plan", plan_uri, "--workdir", "/scratch/work"],
+        "env": [
+            *store_env(store),
+            {"name": "TMPDIR", "value": "/scratch"},
+            {"name": "YOLO_OFFLINE", "value": "true"},
+            {"name": "YOLO_AUTOINSTALL", "value": "false"},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        "resources": resources,
+        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "containers": [container],
+        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "nodeSelector": dict(training.node_selector),
+        "tolerations": [t.to_wire() for t in training.tolerations],
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run, stage),
+            "labels": labels,
+            "ownerReferences": [owner_reference(RUN_KIND, run, run_uid)],
+        },
+        "spec": {
+            "backoffLimit": training.backoff_limit,
+            "activeDeadlineSeconds": training.active_deadline_seconds,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_run(
+    *,
+    name: str,
+    pool: str,
+    pool_uid: str,
+    spec: FineTuneRunSpec,
+) -> dict[str, Any]:
+    """A FineTuneRun the pool starts, owned by the pool (deleting a pool deletes its runs' Jobs too)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": RUN_KIND,
+        "metadata": {
+            "name": name,
+            "labels": {LABEL_POOL: pool, **MANAGED_BY},
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "FineTunePool",
+                    "name": pool,
+                    "uid": pool_uid,
+                    "controller": False,
+                    "blockOwnerDeletion": False,
+                }
+            ],
+        },
+        "spec": spec.to_wire(),
+    }
+
+
+def deployment_patch(container: str, model: ModelRef, released_uri: str) -> dict[str, Any]:
+    """Point a serving container at a model (env + annotation); changing them rolls the Deployment."""
+    env = [
+        {"name": ENV_MODEL_URI, "value": released_uri},
+        {"name": ENV_MODEL_DIGEST, "value": model.digest},
+        {"name": ENV_MODEL_VERSION, "value": model.version},
+    ]
+    return {
+        "metadata": {"annotations": {ANNOTATION_MODEL: model.version}},
+        "spec": {
+            "template": {
+                "metadata": {"annotations": {ANNOTATION_MODEL: model.version}},
+                "spec": {"containers": [{"name": container, "env": env}]},
+            }
+        },
+    }

@@ -1,0 +1,79 @@
+"""Reproduce the small base checkpoint shipped in `fixtures/base_v1/` with the project's own trainer.
+
+    .venv/bin/python -m ballast.testing.basemodel [--epochs 40] [--images 240] [--out fixtures/base_v1]
+
+It starts a throw-away local cluster (for MinIO), writes a synthetic `classic` anchor set, runs
+`ballast-trainer rebase` on it (yolo11n.yaml from scratch, CPU), and copies the resulting weights
+and lineage out. Tests and the demo start from this base instead of spending minutes training one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api.contracts import RunPlan, canonical_json
+from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+from ballast.cluster import plane
+from ballast.synth import CLASSES
+from ballast.testing.datasets import TEST_MANIFEST, write_anchor
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--images", type=int, default=240)
+    parser.add_argument("--imgsz", type=int, default=256)
+    parser.add_argument("--out", type=Path, default=Path("fixtures/base_v1"))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as scratch:
+        info = plane.up(Path(scratch) / "cluster")
+        try:
+            from minio import Minio
+
+            Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("base")
+            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "base")
+            anchor = write_anchor(store, train=args.images, test=16, size=args.imgsz)
+            plan = RunPlan(
+                run="base-v1",
+                pool="fixtures",
+                kind="Rebase",
+                bucket="base",
+                classes=list(CLASSES),
+                new_version="base_v1",
+                seed=0,
+                new_samples=[],
+                old_samples=anchor.train,
+                test_manifest=TEST_MANIFEST,
+                mixing_rule="all anchor samples (base training)",
+                training=TrainingParams(imgsz=args.imgsz, batch=16, gpus=0),
+                rebase=RebaseParams(epochs=args.epochs, lr0=0.01),
+                gates=GateThresholds(),
+            )
+            store.put("runs/base-v1/plan.json", canonical_json(plan))
+            env = dict(
+                os.environ,
+                BALLAST_S3_ENDPOINT=info.minio_endpoint,
+                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
+                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
+            )
+            started = time.monotonic()
+            trainer = Path(sys.executable).parent / "ballast-trainer"
+            subprocess.run([str(trainer), "rebase", "--plan", store.uri("runs/base-v1/plan.json")], env=env, check=True)
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / "model.pt").write_bytes(store.get("runs/base-v1/model.pt"))
+            (args.out / "lineage.json").write_bytes(store.get("runs/base-v1/lineage.json"))
+            print(json.dumps({"seconds": round(time.monotonic() - started, 1), "out": str(args.out)}))
+        finally:
+            plane.down(Path(scratch) / "cluster")
+
+
+if __name__ == "__main__":
+    main()

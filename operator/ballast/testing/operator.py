@@ -1,0 +1,48 @@
+"""Run the operator as its own process for tests: real kopf, real watches, killable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: str, namespace: str, log: Path) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log = log
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> OperatorProcess:
+        ballast = str(Path(sys.executable).parent / "ballast")
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig)
+        with self.log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [ballast, "operator", "--standalone", "-n", self.namespace],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no clean-up, as when a node dies."""
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

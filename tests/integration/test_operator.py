@@ -1,0 +1,233 @@
+"""The operator end to end on the local cluster: real kopf, real Jobs, the real trainer on tiny data, real MinIO."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from ballast.api.contracts import Lineage, RunPlan
+from ballast.api.params import Mixing
+from ballast.cluster import build
+from ballast.policy.mixing import draw_old_samples, old_sample_count
+from ballast.synth import CLASSES
+from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
+from ballast.testing.kube import eventually
+
+from .conftest import ANCHOR_TRAIN
+
+GROUP, VERSION = "ballast.dev", "v1alpha1"
+# A tiny, CPU-only recipe: the seed's parameters, one epoch, small images.
+TRAINING = {"epochs": 1, "imgsz": 256, "batch": 16, "gpus": 0}
+LENIENT = {"regression": {"passBelow": 100, "rejectAbove": 101}, "newSamples": {"minDetectionRate": 0.0}}
+
+
+def a_pool(name: str, bucket: str, base_digest: str, **spec: Any) -> dict:
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "FineTunePool",
+        "metadata": {"name": name},
+        "spec": {
+            "classes": list(CLASSES),
+            "objectStore": {"endpoint": "", "bucket": bucket, "credentialsSecretRef": {"name": "store-credentials"}},
+            "anchor": {"trainManifest": TRAIN_MANIFEST, "testManifest": TEST_MANIFEST},
+            "baseModel": {"version": "base_v1", "uri": f"s3://{bucket}/models/base_v1/model.pt", "digest": base_digest},
+            "training": TRAINING,
+            **spec,
+        },
+    }
+    return body
+
+
+def custom(kube) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(kube)
+
+
+def create(kube, namespace: str, plural: str, body: dict) -> dict:
+    return custom(kube).create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+
+def get(kube, namespace: str, plural: str, name: str) -> dict:
+    return custom(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+
+
+def runs(kube, namespace: str) -> list[dict]:
+    return custom(kube).list_namespaced_custom_object(GROUP, VERSION, namespace, "finetuneruns")["items"]
+
+
+def jobs(kube, namespace: str) -> list[str]:
+    return sorted(j.metadata.name for j in client.BatchV1Api(kube).list_namespaced_job(namespace).items)
+
+
+def start_pool(kube, cluster, namespace: str, pool_store, name: str = "invoices", **spec: Any) -> dict:
+    body = a_pool(name, pool_store.bucket, pool_store_digest(pool_store), **spec)
+    body["spec"]["objectStore"]["endpoint"] = cluster.minio_endpoint
+    return create(kube, namespace, "finetunepools", body)
+
+
+def pool_store_digest(store) -> str:
+    from ballast.api.contracts import digest_bytes
+
+    return digest_bytes(store.get("models/base_v1/model.pt"))
+
+
+def pool_status(kube, namespace: str, name: str = "invoices") -> dict:
+    return get(kube, namespace, "finetunepools", name).get("status", {})
+
+
+def run_phase(kube, namespace: str, name: str, phases=("Succeeded", "Failed")) -> dict | None:
+    run = get(kube, namespace, "finetuneruns", name)
+    return run if run.get("status", {}).get("phase") in phases else None
+
+
+def test_49_samples_do_not_trigger_a_run_and_the_50th_triggers_exactly_one(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    write_pool_samples(pool_store, "invoices", range(49))
+    start_pool(kube, cluster, namespace, pool_store)
+    eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 49, 60, what="49 counted")
+    import time
+
+    time.sleep(5)  # a few reconcile ticks
+    assert runs(kube, namespace) == []
+    assert pool_status(kube, namespace)["samplesSinceLastRun"] == 49
+    write_pool_samples(pool_store, "invoices", range(49, 50))
+    started = eventually(lambda: runs(kube, namespace), 30, what="a run")
+    time.sleep(5)
+    assert [r["metadata"]["name"] for r in runs(kube, namespace)] == ["invoices-run-1"]
+    run = started[0]
+    assert run["spec"]["trigger"] == "Volume" and run["spec"]["kind"] == "FineTune"
+    assert run["spec"]["snapshot"]["sampleCount"] == 50
+    status = pool_status(kube, namespace)
+    assert status["activeRun"] == "invoices-run-1" and status["samplesSinceLastRun"] == 0
+    # The training Job exists, with the run's deterministic name and owner.
+    eventually(lambda: "invoices-run-1-train" in jobs(kube, namespace), 30, what="training Job")
+    job = client.BatchV1Api(kube).read_namespaced_job("invoices-run-1-train", namespace)
+    assert job.metadata.owner_references[0].name == "invoices-run-1"
+    assert job.spec.template.spec.containers[0].command[:2] == ["ballast-trainer", "train"]
+
+
+def test_a_hand_made_run_on_a_10_sample_pool_fails_before_any_job_exists(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    write_pool_samples(pool_store, "invoices", range(10))
+    start_pool(kube, cluster, namespace, pool_store)
+    eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 10, 60, what="10 counted")
+    pool = get(kube, namespace, "finetunepools", "invoices")
+    create(kube, namespace, "finetuneruns", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneRun", "metadata": {"name": "by-hand"},
+        "spec": {"pool": "invoices", "baseModel": pool["spec"]["baseModel"], "training": TRAINING},
+    })
+    run = eventually(lambda: run_phase(kube, namespace, "by-hand"), 60, what="run refused")
+    assert run["status"]["phase"] == "Failed"
+    assert "never fine-tune on fewer than 50" in run["status"]["message"]
+    planned = next(c for c in run["status"]["conditions"] if c["type"] == "Planned")
+    assert (planned["status"], planned["reason"]) == ("False", "PlanRefused")
+    assert jobs(kube, namespace) == []
+
+
+def kubectl(cluster, *args: str) -> str:
+    completed = subprocess.run(
+        [str(build.binary("kubectl")), "--kubeconfig", cluster.kubeconfig, *args],
+        capture_output=True, text=True, check=True,
+    )
+    return completed.stdout
+
+
+def serving_deployment(name: str) -> dict:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 2,
+                    "containers": [{
+                        "name": "serve",
+                        "image": "ghcr.io/ballast-dev/ballast:0.1.0",
+                        # Stands in for `ballast serve`: ready once it is up; prints the model it was given.
+                        "command": ["python3", "-c",
+                                    "import os, time; print(os.environ.get('BALLAST_MODEL_VERSION'), flush=True); "
+                                    "time.sleep(3600)"],
+                    }],
+                },
+            },
+        },
+    }
+
+
+def served_version(kube, namespace: str, name: str = "detector") -> str | None:
+    deployment = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
+    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env or []}
+    return env.get("BALLAST_MODEL_VERSION")
+
+
+def release_status(kube, namespace: str, name: str = "detector") -> dict:
+    return get(kube, namespace, "modelreleases", name).get("status", {})
+
+
+def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
+    kube, namespace, store_secret, pool_store, operator_process, cluster, fixture_data
+):
+    write_pool_samples(pool_store, "invoices", range(50))
+    start_pool(kube, cluster, namespace, pool_store, gates=LENIENT)
+    run = eventually(lambda: run_phase(kube, namespace, "invoices-run-1"), 420, interval=1, what="run finished")
+    status = run["status"]
+    assert status["phase"] == "Succeeded", status
+    assert status["verdict"] == "Pass"
+    assert status["model"]["version"] == "ft_v1.1"
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert all(conditions[t]["status"] == "True" for t in ("Planned", "Trained", "Gate1Regression",
+                                                           "Gate2NewSamples", "Approved"))
+
+    # The plan holds the seed's old-sample count (limited by the small anchor set) and its draw is reproducible.
+    plan = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-1/plan.json"))
+    assert old_sample_count(50, Mixing()).old_samples == 1000
+    assert len(plan.new_samples) == 50 and len(plan.old_samples) == min(1000, ANCHOR_TRAIN)
+    anchor_images = [line.split()[0] for line in pool_store.get(TRAIN_MANIFEST).decode().splitlines()]
+    assert sorted(r.image for r in plan.old_samples) == draw_old_samples(anchor_images, ANCHOR_TRAIN, plan.seed)
+    assert status["plan"]["seed"] == plan.seed and status["plan"]["oldSamples"] == ANCHOR_TRAIN
+    lineage = Lineage.model_validate_json(pool_store.get("runs/invoices-run-1/lineage.json"))
+    assert lineage.base_digest == fixture_data["base_digest"]
+
+    # Gate results reach status and the printer columns.
+    gates = status["gates"]
+    assert gates["gate1"] == "Pass" and 0.0 <= gates["detectionRate"] <= 1.0
+    table = kubectl(cluster, "get", "ftr", "-n", namespace)
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header == ["NAME", "POOL", "KIND", "PHASE", "VERDICT", "MAP50-DROP", "DET-RATE", "MODEL", "AGE"]
+    assert row[:5] == ["invoices-run-1", "invoices", "FineTune", "Succeeded", "Pass"] and row[7] == "ft_v1.1"
+    assert float(row[5]) == pytest.approx(gates["map50Drop"], abs=1e-3)
+
+    # A Pass model reaches the Deployment through a ModelRelease.
+    client.AppsV1Api(kube).create_namespaced_deployment(namespace, serving_deployment("detector"))
+    create(kube, namespace, "modelreleases", {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRelease", "metadata": {"name": "detector"},
+        "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.1"},
+    })
+    eventually(lambda: release_status(kube, namespace).get("phase") == "Released", 120, what="released")
+    assert served_version(kube, namespace) == "ft_v1.1"
+    history = release_status(kube, namespace)["history"]
+    assert history[0]["model"]["version"] == "ft_v1.1" and history[0]["verdict"] == "Pass"
+    assert pool_store.exists("models/ft_v1.1/model.pt")
+
+    # The next run still starts from the base, not from the released fine-tune.
+    write_pool_samples(pool_store, "invoices", range(50, 100))
+    second = eventually(lambda: run_phase(kube, namespace, "invoices-run-2", ("Planning", "Training", "Gating",
+                                                                                "Succeeded")), 60, what="second run")
+    assert second["spec"]["baseModel"]["version"] == "base_v1"
+    plan2 = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-2/plan.json"))
+    assert plan2.base_model.version == "base_v1" and plan2.new_version == "ft_v1.2"
+    assert len(plan2.new_samples) == 100
+
+    # Rollback: GitOps sets an earlier version; the previous model comes back.
+    custom(kube).patch_namespaced_custom_object(GROUP, VERSION, namespace, "modelreleases", "detector",
+                                                {"spec": {"model": "base_v1"}})
+    eventually(lambda: served_version(kube, namespace) == "base_v1", 60, what="rolled back")
+    eventually(lambda: release_status(kube, namespace).get("currentModel") == "base_v1", 120, what="base current")
+    assert release_status(kube, namespace)["phase"] == "Released"
