@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from ballast.adapters.objectstore import ObjectStore
 from ballast.api.contracts import digest_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = ROOT / "fixtures" / "base_v1"
+BASE = Path(os.environ.get("BALLAST_BASE_FIXTURE", ROOT / "fixtures" / "base_v1"))
 FIXTURES_BUCKET = "ballast-fixtures"
 ANCHOR_TRAIN, ANCHOR_TEST = 60, 16
 

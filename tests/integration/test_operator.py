@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -78,7 +81,12 @@ def pool_status(kube, namespace: str, name: str = "invoices") -> dict:
 
 
 def run_phase(kube, namespace: str, name: str, phases=("Succeeded", "Failed")) -> dict | None:
-    run = get(kube, namespace, "finetuneruns", name)
+    try:
+        run = get(kube, namespace, "finetuneruns", name)
+    except client.exceptions.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
     return run if run.get("status", {}).get("phase") in phases else None
 
 
@@ -116,10 +124,17 @@ def test_a_hand_made_run_on_a_10_sample_pool_fails_before_any_job_exists(
     start_pool(kube, cluster, namespace, pool_store)
     eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 10, 60, what="10 counted")
     pool = get(kube, namespace, "finetunepools", "invoices")
-    create(kube, namespace, "finetuneruns", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "FineTuneRun", "metadata": {"name": "by-hand"},
-        "spec": {"pool": "invoices", "baseModel": pool["spec"]["baseModel"], "training": TRAINING},
-    })
+    create(
+        kube,
+        namespace,
+        "finetuneruns",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "FineTuneRun",
+            "metadata": {"name": "by-hand"},
+            "spec": {"pool": "invoices", "baseModel": pool["spec"]["baseModel"], "training": TRAINING},
+        },
+    )
     run = eventually(lambda: run_phase(kube, namespace, "by-hand"), 60, what="run refused")
     assert run["status"]["phase"] == "Failed"
     assert "never fine-tune on fewer than 50" in run["status"]["message"]
@@ -131,7 +146,9 @@ def test_a_hand_made_run_on_a_10_sample_pool_fails_before_any_job_exists(
 def kubectl(cluster, *args: str) -> str:
     completed = subprocess.run(
         [str(build.binary("kubectl")), "--kubeconfig", cluster.kubeconfig, *args],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return completed.stdout
 
@@ -147,14 +164,19 @@ def serving_deployment(name: str) -> dict:
                 "metadata": {"labels": labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "serve",
-                        "image": "ghcr.io/ballast-dev/ballast:0.1.0",
-                        # Stands in for `ballast serve`: ready once it is up; prints the model it was given.
-                        "command": ["python3", "-c",
-                                    "import os, time; print(os.environ.get('BALLAST_MODEL_VERSION'), flush=True); "
-                                    "time.sleep(3600)"],
-                    }],
+                    "containers": [
+                        {
+                            "name": "serve",
+                            "image": "ghcr.io/ballast-dev/ballast:0.1.0",
+                            # Stands in for `ballast serve`: ready once it is up; prints the model it was given.
+                            "command": [
+                                "python3",
+                                "-c",
+                                "import os, time; print(os.environ.get('BALLAST_MODEL_VERSION'), flush=True); "
+                                "time.sleep(3600)",
+                            ],
+                        }
+                    ],
                 },
             },
         },
@@ -174,7 +196,8 @@ def release_status(kube, namespace: str, name: str = "detector") -> dict:
 def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     kube, namespace, store_secret, pool_store, operator_process, cluster, fixture_data
 ):
-    write_pool_samples(pool_store, "invoices", range(50))
+    # Samples of the family the base knows: the fine-tune keeps finding them, so both gates pass.
+    write_pool_samples(pool_store, "invoices", range(50), family="classic")
     start_pool(kube, cluster, namespace, pool_store, gates=LENIENT)
     run = eventually(lambda: run_phase(kube, namespace, "invoices-run-1"), 420, interval=1, what="run finished")
     status = run["status"]
@@ -182,8 +205,10 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     assert status["verdict"] == "Pass"
     assert status["model"]["version"] == "ft_v1.1"
     conditions = {c["type"]: c for c in status["conditions"]}
-    assert all(conditions[t]["status"] == "True" for t in ("Planned", "Trained", "Gate1Regression",
-                                                           "Gate2NewSamples", "Approved"))
+    assert all(
+        conditions[t]["status"] == "True"
+        for t in ("Planned", "Trained", "Gate1Regression", "Gate2NewSamples", "Approved")
+    )
 
     # The plan holds the seed's old-sample count (limited by the small anchor set) and its draw is reproducible.
     plan = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-1/plan.json"))
@@ -206,10 +231,17 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
 
     # A Pass model reaches the Deployment through a ModelRelease.
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, serving_deployment("detector"))
-    create(kube, namespace, "modelreleases", {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ModelRelease", "metadata": {"name": "detector"},
-        "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.1"},
-    })
+    create(
+        kube,
+        namespace,
+        "modelreleases",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelRelease",
+            "metadata": {"name": "detector"},
+            "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.1"},
+        },
+    )
     eventually(lambda: release_status(kube, namespace).get("phase") == "Released", 120, what="released")
     assert served_version(kube, namespace) == "ft_v1.1"
     history = release_status(kube, namespace)["history"]
@@ -218,16 +250,168 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
 
     # The next run still starts from the base, not from the released fine-tune.
     write_pool_samples(pool_store, "invoices", range(50, 100))
-    second = eventually(lambda: run_phase(kube, namespace, "invoices-run-2", ("Planning", "Training", "Gating",
-                                                                                "Succeeded")), 60, what="second run")
+    second = eventually(
+        lambda: run_phase(kube, namespace, "invoices-run-2", ("Planning", "Training", "Gating", "Succeeded")),
+        60,
+        what="second run",
+    )
     assert second["spec"]["baseModel"]["version"] == "base_v1"
     plan2 = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-2/plan.json"))
     assert plan2.base_model.version == "base_v1" and plan2.new_version == "ft_v1.2"
     assert len(plan2.new_samples) == 100
 
     # Rollback: GitOps sets an earlier version; the previous model comes back.
-    custom(kube).patch_namespaced_custom_object(GROUP, VERSION, namespace, "modelreleases", "detector",
-                                                {"spec": {"model": "base_v1"}})
+    custom(kube).patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "modelreleases", "detector", {"spec": {"model": "base_v1"}}
+    )
     eventually(lambda: served_version(kube, namespace) == "base_v1", 60, what="rolled back")
     eventually(lambda: release_status(kube, namespace).get("currentModel") == "base_v1", 120, what="base current")
     assert release_status(kube, namespace)["phase"] == "Released"
+
+
+def a_release(name: str, pool: str, model: str) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelRelease",
+        "metadata": {"name": name},
+        "spec": {"pool": pool, "deployment": {"name": name}, "model": model},
+    }
+
+
+def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deploys(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    # Review: no detection rate can exceed 1.0, so Gate 2 always asks for a person.
+    write_pool_samples(pool_store, "review", range(50))
+    start_pool(
+        kube,
+        cluster,
+        namespace,
+        pool_store,
+        name="review",
+        gates={"regression": {"passBelow": 100, "rejectAbove": 101}, "newSamples": {"minDetectionRate": 1.0}},
+    )
+    # Reject: a destructive recipe (huge learning rate, nothing frozen) makes the model forget; any drop rejects.
+    write_pool_samples(pool_store, "reject", range(50))
+    start_pool(
+        kube,
+        cluster,
+        namespace,
+        pool_store,
+        name="reject",
+        training={**TRAINING, "lr0": 0.5, "freeze": 0, "warmupEpochs": 0},
+        gates={"regression": {"passBelow": 0, "rejectAbove": 0.01}},
+    )
+    review = eventually(lambda: run_phase(kube, namespace, "review-run-1"), 600, interval=1, what="review run")
+    reject = eventually(lambda: run_phase(kube, namespace, "reject-run-1"), 600, interval=1, what="reject run")
+    assert review["status"]["verdict"] == "Review", review["status"]
+    assert reject["status"]["verdict"] == "Reject", reject["status"]
+    approved = next(c for c in review["status"]["conditions"] if c["type"] == "Approved")
+    assert (approved["status"], approved["reason"]) == ("False", "RunNotApproved")
+
+    apps = client.AppsV1Api(kube)
+    for name, model in (("review-detector", "ft_v1.1"), ("reject-detector", "ft_v1.1")):
+        apps.create_namespaced_deployment(namespace, serving_deployment(name))
+        create(kube, namespace, "modelreleases", a_release(name, name.split("-")[0], model))
+    eventually(
+        lambda: release_status(kube, namespace, "review-detector").get("phase") == "Blocked", 60, what="review blocked"
+    )
+    eventually(
+        lambda: release_status(kube, namespace, "reject-detector").get("phase") == "Blocked", 60, what="reject blocked"
+    )
+    assert "ballast runs approve review-run-1" in release_status(kube, namespace, "review-detector")["message"]
+    assert served_version(kube, namespace, "review-detector") is None  # untouched
+
+    approve = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ballast"),
+            "runs",
+            "approve",
+            "review-run-1",
+            "-n",
+            namespace,
+            "--by",
+            "ana",
+            "--reason",
+            "new template; detection rate is the known gap",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+        check=False,
+    )
+    assert approve.returncode == 0, approve.stderr
+    eventually(
+        lambda: release_status(kube, namespace, "review-detector").get("phase") == "Released",
+        120,
+        what="approved review released",
+    )
+    assert served_version(kube, namespace, "review-detector") == "ft_v1.1"
+    assert release_status(kube, namespace, "review-detector")["history"][0]["approvedBy"] == "ana"
+
+    # The rejected one stays blocked, whatever happens; its Deployment never moved.
+    import time
+
+    time.sleep(4)
+    assert release_status(kube, namespace, "reject-detector")["phase"] == "Blocked"
+    assert served_version(kube, namespace, "reject-detector") is None
+
+
+def test_the_operator_killed_mid_training_resumes_without_a_duplicate_job(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    write_pool_samples(pool_store, "invoices", range(50))
+    start_pool(kube, cluster, namespace, pool_store, training={**TRAINING, "epochs": 2}, gates=LENIENT)
+    eventually(lambda: "invoices-run-1-train" in jobs(kube, namespace), 60, what="training Job")
+    operator_process.kill()
+    from ballast.testing.operator import OperatorProcess
+
+    restarted = OperatorProcess(cluster.kubeconfig, namespace, operator_process.log).start()
+    try:
+        run = eventually(lambda: run_phase(kube, namespace, "invoices-run-1"), 600, interval=1, what="run finished")
+    finally:
+        restarted.stop()
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert jobs(kube, namespace) == ["invoices-run-1-gate", "invoices-run-1-train"]
+    assert [r["metadata"]["name"] for r in runs(kube, namespace)] == ["invoices-run-1"]
+    pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector="job-name=invoices-run-1-train")
+    assert len(pods.items) == 1
+
+
+def test_2000_samples_lead_to_a_rebase_run_and_a_new_base(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    # Small pages keep 2000 samples cheap to write, train on and gate.
+    write_pool_samples(pool_store, "invoices", range(2000), size=64, workers=16)
+    start_pool(
+        kube,
+        cluster,
+        namespace,
+        pool_store,
+        training={**TRAINING, "imgsz": 64},
+        rebase={"threshold": 2000, "epochs": 1},
+        gates=LENIENT,
+    )
+    run = eventually(lambda: run_phase(kube, namespace, "invoices-run-1"), 900, interval=2, what="rebase run")
+    assert run["spec"]["kind"] == "Rebase" and run["spec"]["trigger"] == "RebaseDue"
+    assert run["status"]["phase"] == "Succeeded", run["status"]
+    assert run["status"]["model"]["version"] == "base_v2"
+    plan = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-1/plan.json"))
+    assert (len(plan.new_samples), len(plan.old_samples)) == (2000, ANCHOR_TRAIN)  # everything, from scratch
+    lineage = Lineage.model_validate_json(pool_store.get("runs/invoices-run-1/lineage.json"))
+    assert lineage.base_digest is None and lineage.params["pretrained"] is False
+    if run["status"]["verdict"] == "Review":  # a person signs off a new base trained for one epoch
+        custom(kube).patch_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "finetuneruns",
+            "invoices-run-1",
+            {"spec": {"approval": {"by": "ana", "at": "2026-11-26T12:00:00Z", "reason": "test base"}}},
+        )
+    eventually(lambda: pool_status(kube, namespace).get("currentBase") == "base_v2", 60, what="base adopted")
+    status = pool_status(kube, namespace)
+    assert status["samplesSinceBase"] == 0
+    rebase = next(c for c in status["conditions"] if c["type"] == "RebaseRecommended")
+    assert rebase["status"] == "False"
+    assert pool_store.exists("models/base_v2/model.pt") and pool_store.exists("models/base_v2/lineage.json")

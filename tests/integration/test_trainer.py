@@ -179,7 +179,7 @@ def test_the_trainer_never_reaches_beyond_the_object_store(trained):
 def test_the_audit_hook_refuses_any_other_host_before_a_packet_leaves():
     code = (
         "import socket\n"
-        "from ballast_trainer import offline\n"
+        "from ballast import offline\n"
         "audit = offline.audit({'127.0.0.1'})\n"
         "try:\n"
         "    socket.getaddrinfo('weights.example.invalid', 443)\n"

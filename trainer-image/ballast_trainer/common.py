@@ -13,7 +13,7 @@ from pathlib import Path
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.api.common import Model
 from ballast.api.contracts import RunPlan, canonical_json, digest_bytes
-from ballast_trainer import offline
+from ballast import offline
 
 
 class Refused(RuntimeError):

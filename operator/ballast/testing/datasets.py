@@ -62,12 +62,12 @@ def failure_sample(index: int, size: int = 256, family: str = "modern", reviewer
 
 
 def write_pool_samples(
-    store: ObjectStore, pool: str, indices: range, size: int = 256, workers: int = 8
+    store: ObjectStore, pool: str, indices: range, size: int = 256, workers: int = 8, family: str = "modern"
 ) -> list[SampleRef]:
-    """Human-verified failure reports (modern family) added through the validated intake."""
+    """Human-verified failure reports (modern family by default) added through the validated intake."""
 
     def add(index: int) -> SampleRef:
-        record = add_sample(store, pool, failure_sample(index, size), len(CLASSES))
+        record = add_sample(store, pool, failure_sample(index, size, family), len(CLASSES))
         return sample_ref(pool, record)
 
     with ThreadPoolExecutor(workers) as executor:

@@ -1,0 +1,221 @@
+"""`ballast serve`: the reference inference server the serving Deployment runs.
+
+    POST /predict          an image (any Content-Type) -> {"model", "boxes": [...], "seconds"}
+    POST /feedback?documentId=ID&reportedBy=WHO   the failed document's image -> the review inbox
+    GET  /healthz          the process is up
+    GET  /readyz           the model is loaded and its digest verified
+    GET  /metrics          Prometheus metrics (ballast.adapters.metrics.ServingMetrics)
+
+The model comes from BALLAST_MODEL_URI and must match BALLAST_MODEL_DIGEST (refused otherwise).
+Feedback never enters a pool directly: it lands in `inbox/<pool>/` for a person to review and label.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ballast.adapters.metrics import ServingMetrics
+from ballast.adapters.objectstore import ObjectStore, parse_uri
+from ballast.adapters.pool import check_image
+from ballast.api.samples import SampleError
+
+MAX_BODY = 20 * 1024 * 1024
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+@dataclass
+class Detection:
+    cls: int
+    name: str
+    confidence: float
+    box: tuple[float, float, float, float]
+
+
+class Predictor:
+    """Wraps whatever does the predicting, so the server's own overhead can be measured apart."""
+
+    def __init__(self, weights: Path, imgsz: int, confidence: float) -> None:
+        from ultralytics import YOLO  # the serving image carries ultralytics; the operator image does not
+
+        self.model = YOLO(str(weights))
+        self.names: dict[int, str] = dict(self.model.names)
+        self.imgsz = imgsz
+        self.confidence = confidence
+        self.lock = threading.Lock()  # one forward pass at a time on this process's threads
+
+    def __call__(self, image: Any) -> list[Detection]:
+        with self.lock:
+            result = self.model.predict(image, imgsz=self.imgsz, conf=self.confidence, verbose=False)[0]
+        boxes = result.boxes
+        return [
+            Detection(int(c), self.names.get(int(c), str(int(c))), float(p), tuple(float(v) for v in xyxy))  # type: ignore[arg-type]
+            for c, p, xyxy in zip(boxes.cls.tolist(), boxes.conf.tolist(), boxes.xyxy.tolist(), strict=True)
+        ]
+
+
+class ServingState:
+    def __init__(self, pool: str, version: str, predictor: Predictor | None, store: ObjectStore | None,
+                 metrics: ServingMetrics) -> None:
+        self.pool = pool
+        self.version = version
+        self.predictor = predictor
+        self.store = store
+        self.metrics = metrics
+
+    def predict(self, data: bytes) -> dict[str, Any]:
+        import io
+
+        from PIL import Image
+
+        assert self.predictor is not None
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        started = time.perf_counter()
+        detections = self.predictor(image)
+        seconds = time.perf_counter() - started
+        labels = (self.pool, self.version)
+        self.metrics.documents.labels(*labels).inc()
+        self.metrics.inference.labels(*labels).observe(seconds)
+        for name in {d.name for d in detections}:
+            self.metrics.class_documents.labels(*labels, name).inc()
+        if detections:
+            self.metrics.confidence_sum.labels(*labels).inc(sum(d.confidence for d in detections))
+            self.metrics.confidence_count.labels(*labels).inc(len(detections))
+        return {
+            "model": self.version,
+            "seconds": round(seconds, 6),
+            "boxes": [{"class": d.cls, "name": d.name, "confidence": round(d.confidence, 4),
+                       "box": [round(v, 1) for v in d.box]} for d in detections],
+        }
+
+    def feedback(self, data: bytes, document_id: str, reported_by: str) -> str:
+        if self.store is None:
+            raise RuntimeError("no object store configured for feedback")
+        extension = check_image(data, "feedback image")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        key = f"inbox/{self.pool}/{stamp}-{document_id}"
+        self.store.put(f"{key}/image.{extension}", data, "application/octet-stream")
+        report = {"documentId": document_id, "reportedBy": reported_by, "reportedAt": stamp, "model": self.version,
+                  "imageFile": f"image.{extension}"}
+        self.store.put(f"{key}/report.json", json.dumps(report).encode(), "application/json")
+        self.metrics.feedback.labels(self.pool, self.version).inc()
+        return key
+
+
+def make_handler(state: ServingState) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise here
+            return
+
+        def _reply(self, code: int, payload: Any, content_type: str = "application/json") -> None:
+            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _body(self) -> bytes | None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= 0 or length > MAX_BODY:
+                self._reply(400 if length <= 0 else 413, {"error": f"body must be 1..{MAX_BODY} bytes"})
+                return None
+            return self.rfile.read(length)
+
+        def do_GET(self) -> None:
+            path = urlparse(self.path).path
+            if path == "/healthz":
+                self._reply(200, {"status": "ok"})
+            elif path == "/readyz":
+                ready = state.predictor is not None
+                self._reply(200 if ready else 503, {"ready": ready, "model": state.version})
+            elif path == "/metrics":
+                self._reply(200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST)
+            else:
+                self._reply(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            url = urlparse(self.path)
+            if url.path not in ("/predict", "/feedback"):
+                self._reply(404, {"error": "not found"})
+                return
+            data = self._body()
+            if data is None:
+                return
+            try:
+                if url.path == "/predict":
+                    check_image(data, "image")
+                    self._reply(200, state.predict(data))
+                    return
+                query = parse_qs(url.query)
+                document_id = (query.get("documentId") or [""])[0]
+                if not _SAFE_ID.match(document_id):
+                    self._reply(400, {"error": "documentId: required, letters, digits, '.', '_' or '-'"})
+                    return
+                key = state.feedback(data, document_id, (query.get("reportedBy") or ["anonymous"])[0][:256])
+                self._reply(202, {"inbox": key})
+            except SampleError as error:
+                self._reply(400, {"error": str(error)})
+
+    return Handler
+
+
+def load_model(store: ObjectStore, uri: str, digest: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
+    """Download and verify the weights (DigestMismatch if tampered); read the gate-time baseline."""
+    relative = store.relative(uri)
+    weights = workdir / "model.pt"
+    weights.write_bytes(store.get(relative, digest))
+    baseline_key = relative.rsplit("/", 1)[0] + "/baseline.json"
+    baseline = json.loads(store.get(baseline_key)) if store.exists(baseline_key) else {}
+    return weights, baseline
+
+
+def publish_baseline(metrics: ServingMetrics, pool: str, version: str, baseline: dict[str, Any]) -> None:
+    if "confidence" in baseline:
+        metrics.baseline_confidence.labels(pool, version).set(baseline["confidence"])
+    if "latencySeconds" in baseline:
+        metrics.baseline_latency.labels(pool, version).set(baseline["latencySeconds"])
+    for name, rate in baseline.get("classDetectionRate", {}).items():
+        metrics.baseline_class_rate.labels(pool, version, name).set(rate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import tempfile
+
+    parser = argparse.ArgumentParser(prog="ballast serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=os.environ.get("POD_IP", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("BALLAST_SERVE_PORT", "8000")))
+    parser.add_argument("--imgsz", type=int, default=int(os.environ.get("BALLAST_IMGSZ", "640")))
+    parser.add_argument("--confidence", type=float, default=float(os.environ.get("BALLAST_CONFIDENCE", "0.25")))
+    args = parser.parse_args(argv)
+    from ballast import offline  # set up before ultralytics is imported
+
+    workdir = Path(tempfile.mkdtemp(prefix="ballast-serve-"))
+    offline.prepare(workdir)
+    uri, digest = os.environ["BALLAST_MODEL_URI"], os.environ["BALLAST_MODEL_DIGEST"]
+    version = os.environ.get("BALLAST_MODEL_VERSION", "unknown")
+    pool = os.environ.get("BALLAST_POOL", "")
+    bucket, _ = parse_uri(uri)
+    store = ObjectStore.from_env(bucket)
+    metrics = ServingMetrics()
+    weights, baseline = load_model(store, uri, digest, workdir)
+    publish_baseline(metrics, pool, version, baseline)
+    state = ServingState(pool, version, Predictor(weights, args.imgsz, args.confidence), store, metrics)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    print(f"serving {version} ({digest[:19]}...) on http://{args.host}:{args.port}", flush=True)
+    server.serve_forever()
+    return 0
