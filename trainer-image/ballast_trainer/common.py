@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ballast import offline
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.api.common import Model
 from ballast.api.contracts import RunPlan, canonical_json, digest_bytes
-from ballast import offline
 
 
 class Refused(RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from kubernetes import client, config
@@ -164,3 +165,29 @@ def rollout_state(deployment: Any) -> tuple[str, str]:
     if updated == desired and available == desired and total == desired:
         return "Available", f"{available}/{desired} replicas available"
     return "Progressing", f"{updated}/{desired} updated, {available} available"
+
+
+def post_event(clients: Clients, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
+    """A core/v1 Event on a custom object, for code running outside a kopf handler."""
+    meta = obj["metadata"]
+    stamp = datetime.now(UTC)
+    clients.core.create_namespaced_event(
+        meta["namespace"],
+        {
+            "metadata": {"generateName": f"{meta['name']}."},
+            "involvedObject": {
+                "apiVersion": obj["apiVersion"],
+                "kind": obj["kind"],
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message,
+            "source": {"component": "ballast-operator"},
+            "firstTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lastTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "count": 1,
+        },
+    )

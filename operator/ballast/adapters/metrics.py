@@ -44,29 +44,48 @@ class OperatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.pool_verified = Gauge("ballast_pool_verified_samples", "Human-verified samples in the pool",
-                                   ["namespace", "pool"], registry=r)
-        self.pool_since_last_run = Gauge("ballast_pool_samples_since_last_run", "Samples not yet used by a run",
-                                         ["namespace", "pool"], registry=r)
-        self.pool_pending_alerts = Gauge("ballast_pool_pending_alerts", "Drift alerts waiting to be acted on",
-                                         ["namespace", "pool"], registry=r)
-        self.runs = Gauge("ballast_runs", "Runs by phase and verdict", ["namespace", "pool", "phase", "verdict"],
-                          registry=r)
-        self.run_map50 = Gauge("ballast_run_map50", "Gate 1 mAP50 of base and candidate",
-                               ["namespace", "pool", "run", "model"], registry=r)
+        self.pool_verified = Gauge(
+            "ballast_pool_verified_samples", "Human-verified samples in the pool", ["namespace", "pool"], registry=r
+        )
+        self.pool_since_last_run = Gauge(
+            "ballast_pool_samples_since_last_run", "Samples not yet used by a run", ["namespace", "pool"], registry=r
+        )
+        self.pool_pending_alerts = Gauge(
+            "ballast_pool_pending_alerts", "Drift alerts waiting to be acted on", ["namespace", "pool"], registry=r
+        )
+        self.runs = Gauge(
+            "ballast_runs", "Runs by phase and verdict", ["namespace", "pool", "phase", "verdict"], registry=r
+        )
+        self.run_map50 = Gauge(
+            "ballast_run_map50", "Gate 1 mAP50 of base and candidate", ["namespace", "pool", "run", "model"], registry=r
+        )
         self.run_drop = Gauge("ballast_run_map50_drop", "Gate 1 mAP50 drop", ["namespace", "pool", "run"], registry=r)
-        self.run_detection = Gauge("ballast_run_detection_rate", "Gate 2 detection rate on the new samples",
-                                   ["namespace", "pool", "run"], registry=r)
-        self.run_duration = Histogram("ballast_run_duration_seconds", "Run duration, creation to terminal phase",
-                                      ["namespace", "pool", "kind"], registry=r,
-                                      buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200))
-        self.release_model = Gauge("ballast_release_model_info", "The model a release serves (1)",
-                                   ["namespace", "release", "model"], registry=r)
-        self.release_rollbacks = Counter("ballast_release_rollbacks", "Rollbacks of a release",
-                                         ["namespace", "release"], registry=r)
+        self.run_detection = Gauge(
+            "ballast_run_detection_rate",
+            "Gate 2 detection rate on the new samples",
+            ["namespace", "pool", "run"],
+            registry=r,
+        )
+        self.run_duration = Histogram(
+            "ballast_run_duration_seconds",
+            "Run duration, creation to terminal phase",
+            ["namespace", "pool", "kind"],
+            registry=r,
+            buckets=(60, 300, 900, 1800, 3600, 7200, 14400, 43200),
+        )
+        self.release_model = Gauge(
+            "ballast_release_model_info",
+            "The model a release serves (1)",
+            ["namespace", "release", "model"],
+            registry=r,
+        )
+        self.release_rollbacks = Counter(
+            "ballast_release_rollbacks", "Rollbacks of a release", ["namespace", "release"], registry=r
+        )
         self.reconcile_errors = Counter("ballast_reconcile_errors", "Reconciles that raised", ["kind"], registry=r)
-        self.alerts = Counter("ballast_alerts_received", "Alertmanager webhook alerts by outcome",
-                              ["alertname", "outcome"], registry=r)
+        self.alerts = Counter(
+            "ballast_alerts_received", "Alertmanager webhook alerts by outcome", ["alertname", "outcome"], registry=r
+        )
 
 
 class ServingMetrics:
@@ -75,17 +94,27 @@ class ServingMetrics:
         r = self.registry
         labels = ["pool", "model_version"]
         self.documents = Counter("ballast_serve_documents", "Documents predicted", labels, registry=r)
-        self.class_documents = Counter("ballast_serve_class_documents", "Documents with at least one box of the class",
-                                       [*labels, "class"], registry=r)
+        self.class_documents = Counter(
+            "ballast_serve_class_documents",
+            "Documents with at least one box of the class",
+            [*labels, "class"],
+            registry=r,
+        )
         self.confidence_sum = Counter("ballast_serve_confidence_sum", "Sum of box confidences", labels, registry=r)
         self.confidence_count = Counter("ballast_serve_confidence_count", "Number of boxes", labels, registry=r)
-        self.inference = Histogram("ballast_serve_inference_seconds", "Model time per document", labels, registry=r,
-                                   buckets=LATENCY_BUCKETS)
+        self.inference = Histogram(
+            "ballast_serve_inference_seconds", "Model time per document", labels, registry=r, buckets=LATENCY_BUCKETS
+        )
         self.feedback = Counter("ballast_serve_feedback", "Documents users reported as failed", labels, registry=r)
-        self.baseline_confidence = Gauge("ballast_model_baseline_confidence", "Average confidence at gate time",
-                                         labels, registry=r)
-        self.baseline_latency = Gauge("ballast_model_baseline_latency_seconds", "Mean inference time at gate time",
-                                      labels, registry=r)
-        self.baseline_class_rate = Gauge("ballast_model_baseline_class_detection_rate",
-                                         "Per-class document detection rate at gate time", [*labels, "class"],
-                                         registry=r)
+        self.baseline_confidence = Gauge(
+            "ballast_model_baseline_confidence", "Average confidence at gate time", labels, registry=r
+        )
+        self.baseline_latency = Gauge(
+            "ballast_model_baseline_latency_seconds", "Mean inference time at gate time", labels, registry=r
+        )
+        self.baseline_class_rate = Gauge(
+            "ballast_model_baseline_class_detection_rate",
+            "Per-class document detection rate at gate time",
+            [*labels, "class"],
+            registry=r,
+        )

@@ -66,8 +66,9 @@ class Predictor:
 
 
 class ServingState:
-    def __init__(self, pool: str, version: str, predictor: Predictor | None, store: ObjectStore | None,
-                 metrics: ServingMetrics) -> None:
+    def __init__(
+        self, pool: str, version: str, predictor: Predictor | None, store: ObjectStore | None, metrics: ServingMetrics
+    ) -> None:
         self.pool = pool
         self.version = version
         self.predictor = predictor
@@ -95,8 +96,15 @@ class ServingState:
         return {
             "model": self.version,
             "seconds": round(seconds, 6),
-            "boxes": [{"class": d.cls, "name": d.name, "confidence": round(d.confidence, 4),
-                       "box": [round(v, 1) for v in d.box]} for d in detections],
+            "boxes": [
+                {
+                    "class": d.cls,
+                    "name": d.name,
+                    "confidence": round(d.confidence, 4),
+                    "box": [round(v, 1) for v in d.box],
+                }
+                for d in detections
+            ],
         }
 
     def feedback(self, data: bytes, document_id: str, reported_by: str) -> str:
@@ -106,8 +114,13 @@ class ServingState:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         key = f"inbox/{self.pool}/{stamp}-{document_id}"
         self.store.put(f"{key}/image.{extension}", data, "application/octet-stream")
-        report = {"documentId": document_id, "reportedBy": reported_by, "reportedAt": stamp, "model": self.version,
-                  "imageFile": f"image.{extension}"}
+        report = {
+            "documentId": document_id,
+            "reportedBy": reported_by,
+            "reportedAt": stamp,
+            "model": self.version,
+            "imageFile": f"image.{extension}",
+        }
         self.store.put(f"{key}/report.json", json.dumps(report).encode(), "application/json")
         self.metrics.feedback.labels(self.pool, self.version).inc()
         return key
