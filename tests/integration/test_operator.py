@@ -18,8 +18,7 @@ from ballast.policy.mixing import draw_old_samples, old_sample_count
 from ballast.synth import CLASSES
 from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
 from ballast.testing.kube import eventually
-
-from .conftest import ANCHOR_TRAIN
+from tests.conftest import ANCHOR_TRAIN
 
 GROUP, VERSION = "ballast.dev", "v1alpha1"
 # A tiny, CPU-only recipe: the seed's parameters, one epoch, small images.

@@ -144,6 +144,21 @@ def gate(context: Context) -> None:
         verdict=overall_verdict(g.verdict for g in gates),
         seconds=round(time.monotonic() - started_all, 3),
     )
+    # The serving baseline travels with the model: `ballast serve` publishes it for the alert rules.
+    test_images = sorted((context.workdir / "testset" / "images" / "test").iterdir())
+    baseline = yolo.serving_baseline(candidate, test_images, plan.classes, imgsz, device, thresholds.confidence)
+    baseline_key = result.model.uri.rsplit("/", 1)[0] + "/baseline.json"
+    store.put(
+        store.relative(baseline_key),
+        json.dumps(
+            {
+                "confidence": round(baseline.confidence, 6),
+                "latencySeconds": round(baseline.latency_seconds, 6),
+                "classDetectionRate": baseline.class_detection_rate,
+            }
+        ).encode(),
+        "application/json",
+    )
     context.put_json(f"{run_dir(plan)}/gate-report.json", report)
     log(
         f"verdict {report.verdict}: mAP50 {report.base_map50:.4f} -> {report.candidate_map50:.4f}, "

@@ -144,3 +144,39 @@ def detection_rate(
     found = sum(c[0] for c in counts.values())
     total = sum(c[1] for c in counts.values())
     return DetectionRate(found / total if total else 0.0, found, total, {k: (v[0], v[1]) for k, v in counts.items()})
+
+
+@dataclass(frozen=True)
+class ServingBaseline:
+    """What `ballast serve` should see from this model on documents like the test set."""
+
+    confidence: float  # mean box confidence at the serving threshold
+    latency_seconds: float  # mean model time per document
+    class_detection_rate: dict[str, float]  # documents with >= 1 box of the class / documents
+
+
+def serving_baseline(
+    weights: Path, images: list[Path], classes: list[str], imgsz: int, device: str, confidence: float
+) -> ServingBaseline:
+    import time
+
+    from ultralytics import YOLO
+
+    model = YOLO(str(weights))
+    model.predict(str(images[0]), imgsz=imgsz, conf=confidence, device=device, verbose=False)  # warm-up
+    seen: dict[str, int] = defaultdict(int)
+    confidences: list[float] = []
+    elapsed = 0.0
+    for image in images:
+        started = time.perf_counter()
+        result = model.predict(str(image), imgsz=imgsz, conf=confidence, device=device, verbose=False)[0]
+        elapsed += time.perf_counter() - started
+        confidences += result.boxes.conf.tolist()
+        for cls in set(result.boxes.cls.tolist()):
+            seen[classes[int(cls)]] += 1
+    count = max(len(images), 1)
+    return ServingBaseline(
+        confidence=sum(confidences) / len(confidences) if confidences else 0.0,
+        latency_seconds=elapsed / count,
+        class_detection_rate={name: seen.get(name, 0) / count for name in classes},
+    )

@@ -72,8 +72,11 @@ class FineTunePoolStatus(StatusModel):
     base_sample_count: int = Field(0, description="Pool size the current base was trained with.")
     run_counter: int = Field(0, description="Runs created for this pool; names runs deterministically.")
     next_scheduled_trigger: datetime | None = None
-    last_alert: str | None = None
+    last_alert: str | None = Field(None, description="The last Alertmanager alert received for this pool.")
     last_alert_time: datetime | None = None
+    pending_alert: str | None = Field(None, description="An alert waiting for the trigger policy to allow a run.")
+    pending_alert_time: datetime | None = None
+    last_alert_action_time: datetime | None = Field(None, description="When an alert last started a run (cooldown).")
     conditions: list[Condition] = Field(default_factory=list)
 
 

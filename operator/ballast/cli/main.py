@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ballast.cli import cluster, demo, operator, people
+from ballast.cli import cluster, demo, operator, people, serve
 
 
 def parser() -> argparse.ArgumentParser:
@@ -19,10 +19,16 @@ def parser() -> argparse.ArgumentParser:
     demo.register(commands)
     operator.register(commands)
     people.register(commands)
+    serve.register(commands)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the server parses its own flags
+        from ballast.serve.server import main as serve_main
+
+        return serve_main(argv[1:])
     args = parser().parse_args(argv)
     return int(args.handler(args) or 0)
 

@@ -18,6 +18,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--peering", default="ballast", help="KopfPeering name that elects one active replica")
     run.add_argument("--liveness", default=None, help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument(
+        "--http-port",
+        type=int,
+        default=None,
+        help="serve /metrics and the Alertmanager webhook (/alerts) on this port (0: any free port)",
+    )
+    run.add_argument("--http-host", default="0.0.0.0")
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)
 
@@ -36,5 +43,6 @@ def _run(args: argparse.Namespace) -> int:
         clusterwide=args.all_namespaces or not args.namespace,
         namespaces=args.namespace,
         liveness_endpoint=args.liveness,
+        memo=kopf.Memo(http_port=args.http_port, http_host=args.http_host),
     )
     return 0

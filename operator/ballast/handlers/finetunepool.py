@@ -146,6 +146,9 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
         active_run=active[0] if active else None,
         now=now(),
         next_scheduled_trigger=status.next_scheduled_trigger,
+        pending_alert=status.pending_alert,
+        pending_alert_time=status.pending_alert_time,
+        last_alert_action_time=status.last_alert_action_time,
     )
     try:
         decision = decide_trigger(spec, state)
@@ -216,8 +219,40 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
             "next_scheduled_trigger": decision.next_scheduled_trigger,
             "conditions": conditions,
         }
+        | alert_update(decision.alert_consumed, decision.trigger == "Alert" and started is not None)
     )
     apply_status(patch, raw_status, new_status)
+    record_pool_metrics(memo, namespace, name, new_status, runs)
+
+
+def alert_update(consumed: bool, started_by_alert: bool) -> dict[str, Any]:
+    """A consumed alert is cleared; one that started a run starts the cooldown too."""
+    update: dict[str, Any] = {}
+    if consumed:
+        update |= {"pending_alert": None, "pending_alert_time": None}
+    if consumed or started_by_alert:
+        update["last_alert_action_time"] = now()
+    return update
+
+
+def record_pool_metrics(
+    memo: Any, namespace: str, name: str, status: FineTunePoolStatus, runs: list[dict[str, Any]]
+) -> None:
+    metrics = memo.get("metrics")
+    if metrics is None:
+        return
+    metrics.pool_verified.labels(namespace, name).set(status.verified_samples)
+    metrics.pool_since_last_run.labels(namespace, name).set(status.samples_since_last_run)
+    metrics.pool_pending_alerts.labels(namespace, name).set(1 if status.pending_alert else 0)
+    counts: dict[tuple[str, str], int] = {}
+    for run in runs:
+        run_status = run.get("status", {})
+        key = (run_status.get("phase", "Pending"), run_status.get("verdict") or "")
+        counts[key] = counts.get(key, 0) + 1
+    for phase in ("Pending", "Planning", "Training", "Gating", "Succeeded", "Failed"):
+        for verdict in ("", "Pass", "Review", "Reject"):
+            if (phase, verdict) in counts or verdict == "":
+                metrics.runs.labels(namespace, name, phase, verdict).set(counts.get((phase, verdict), 0))
 
 
 # One level-based entry point: the timer sees spec changes on its next tick. A single entry point

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import kopf
@@ -350,6 +351,24 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
             "jobs": status.jobs if status.jobs != JobNames() else JobNames(train=job_name(name, "train")),
         }
     finish(update)
+
+
+def record_run_metrics(
+    memo: Any, namespace: str, spec: FineTuneRunSpec, name: str, status: FineTuneRunStatus, created: str
+) -> None:
+    metrics = memo.get("metrics")
+    if metrics is None:
+        return
+    gates = status.gates
+    if gates.base_map50 is not None and gates.candidate_map50 is not None:
+        metrics.run_map50.labels(namespace, spec.pool, name, "base").set(gates.base_map50)
+        metrics.run_map50.labels(namespace, spec.pool, name, "candidate").set(gates.candidate_map50)
+    if gates.map50_drop is not None:
+        metrics.run_drop.labels(namespace, spec.pool, name).set(gates.map50_drop)
+    if gates.detection_rate is not None:
+        metrics.run_detection.labels(namespace, spec.pool, name).set(gates.detection_rate)
+    started = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    metrics.run_duration.labels(namespace, spec.pool, spec.kind).observe((now() - started).total_seconds())
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RUN_INTERVAL)

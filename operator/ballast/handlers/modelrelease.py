@@ -69,9 +69,10 @@ def publish(store: ObjectStore, model: ModelRef) -> str:
     if source != target and not store.exists(target):
         store.get(source, model.digest)
         store.copy(source, target)
-        lineage = source.rsplit("/", 1)[0] + "/lineage.json"
-        if store.exists(lineage):
-            store.copy(lineage, f"models/{model.version}/lineage.json")
+        for sidecar in ("lineage.json", "baseline.json"):
+            key = source.rsplit("/", 1)[0] + "/" + sidecar
+            if store.exists(key):
+                store.copy(key, f"models/{model.version}/{sidecar}")
     store.get(target, model.digest)  # the copy that serves must match too
     return store.uri(target)
 
@@ -199,6 +200,8 @@ def reconcile(name: str, namespace: str, body: Any, patch: kopf.Patch, memo: Any
         evidence=run.get("status", {}).get("gates", {}).get("reportUri") if run else None,
     )
     rollback = any(h.model.version == spec.model for h in status.history)
+    if rollback and memo.get("metrics") is not None:
+        memo["metrics"].release_rollbacks.labels(namespace, name).inc()
     event(
         body,
         "RollingBack" if rollback else "Rollout",
@@ -221,6 +224,15 @@ def reconcile(name: str, namespace: str, body: Any, patch: kopf.Patch, memo: Any
             "rollbacks": status.rollbacks + (1 if rollback else 0),
         }
     )
+
+
+def record_release_metrics(memo: Any, namespace: str, name: str, previous: str | None, current: str) -> None:
+    metrics = memo.get("metrics")
+    if metrics is None:
+        return
+    if previous and previous != current:
+        metrics.release_model.labels(namespace, name, previous).set(0)
+    metrics.release_model.labels(namespace, name, current).set(1)
 
 
 def roll_back(kube, namespace, body, spec, status, deployment, write, detail, generation, conditions):  # type: ignore[no-untyped-def]

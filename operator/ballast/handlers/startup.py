@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import kopf
 
+from ballast.adapters.http import serve
 from ballast.adapters.kube import connect
+from ballast.adapters.metrics import OperatorMetrics
 
 
 @kopf.on.startup()
@@ -22,3 +25,18 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ballast.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="ballast.dev")
     memo["clients"] = connect()
+    memo["metrics"] = OperatorMetrics()
+    port = memo.get("http_port")
+    if port is not None:
+        token = os.environ.get("BALLAST_WEBHOOK_TOKEN") or None
+        namespace = os.environ.get("POD_NAMESPACE", "default")
+        memo["http"] = serve(
+            memo["clients"], memo["metrics"], token, namespace, memo.get("http_host", "0.0.0.0"), int(port)
+        )
+
+
+@kopf.on.cleanup()
+def stop_http(memo: Any, **_: Any) -> None:
+    server = memo.get("http")
+    if server is not None:
+        server.shutdown()

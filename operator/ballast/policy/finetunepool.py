@@ -101,8 +101,8 @@ def decide_trigger(spec: FineTunePoolSpec, state: PoolState) -> TriggerDecision:
             None,
             None,
             Reason.TOO_FEW_SAMPLES,
-            f"{waiting} new samples waiting; never fine-tune on fewer than {MIN_SAMPLES_FLOOR}",
-            alert_consumed=alert_usable,
+            f"{waiting} new samples waiting; never fine-tune on fewer than {MIN_SAMPLES_FLOOR}"
+            + (f" (alert {state.pending_alert} waits for them)" if state.pending_alert else ""),
         )
     if waiting >= spec.triggers.min_new_samples:
         return decision(

@@ -1,1 +1,1 @@
-
+"""The reference inference server (`ballast serve`)."""

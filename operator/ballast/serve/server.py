@@ -74,6 +74,11 @@ class ServingState:
         self.predictor = predictor
         self.store = store
         self.metrics = metrics
+        # Every class starts at zero, so a class the model never finds still has a series to alert on.
+        metrics.documents.labels(pool, version)
+        metrics.feedback.labels(pool, version)
+        for name in predictor.names.values() if predictor else ():
+            metrics.class_documents.labels(pool, version, name)
 
     def predict(self, data: bytes) -> dict[str, Any]:
         import io

@@ -10,18 +10,25 @@ from pathlib import Path
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, namespace: str, log: Path) -> None:
+    def __init__(
+        self, kubeconfig: str, namespace: str, log: Path, http_port: int | None = None, webhook_token: str | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log = log
+        self.http_port = http_port
+        self.webhook_token = webhook_token
         self.process: subprocess.Popen | None = None
 
     def start(self) -> OperatorProcess:
         ballast = str(Path(sys.executable).parent / "ballast")
-        env = dict(os.environ, KUBECONFIG=self.kubeconfig)
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig, POD_NAMESPACE=self.namespace)
+        if self.webhook_token:
+            env["BALLAST_WEBHOOK_TOKEN"] = self.webhook_token
+        http = ["--http-port", str(self.http_port), "--http-host", "127.0.0.1"] if self.http_port else []
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [ballast, "operator", "--standalone", "-n", self.namespace],
+                [ballast, "operator", "--standalone", "-n", self.namespace, *http],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
