@@ -1,4 +1,4 @@
-"""The alert rules, tested with Prometheus' own `promtool test rules`: series that must fire and series that must not."""
+"""The alert rules, tested with Prometheus' own `promtool test rules`: series that must fire and that must not."""
 
 from __future__ import annotations
 
@@ -69,7 +69,8 @@ def test_serving_alerts_fire_on_the_seeds_thresholds_and_stay_quiet_otherwise(tm
         "exp_labels": {**a, "class": "date", **LABELS},
         "exp_annotations": {
             "summary": "Class date detected in under 90% of documents",
-            "description": "Pool invoices, model ft_v1.1: class date found in 80% of documents (seed: alert below 90%).",
+            "description": "Pool invoices, model ft_v1.1: class date found in 80% of documents "
+            "(seed: alert below 90%).",
         },
     }
     drift = {
