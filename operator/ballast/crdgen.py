@@ -1,4 +1,4 @@
-"""Write crds/ from the API models: `python -m ballast.crdgen [--check] [DIR]`.
+"""Write crds/ (and the Helm chart's copy) from the API models: `python -m ballast.crdgen [--check] [DIR...]`.
 
 `--check` writes nothing and exits 1 when the committed files differ from the models.
 """
@@ -22,19 +22,20 @@ def render() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ballast.crdgen", description=__doc__)
-    parser.add_argument("directory", nargs="?", default="crds")
+    parser.add_argument("directories", nargs="*", default=["crds", "charts/ballast/crds"])
     parser.add_argument("--check", action="store_true", help="fail if the files differ from the models")
     args = parser.parse_args(argv)
-    out = Path(args.directory)
     stale = []
-    for name, text in render().items():
-        path = out / name
-        if args.check:
-            if not path.exists() or path.read_text() != text:
-                stale.append(str(path))
-        else:
-            out.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    for directory in args.directories:
+        out = Path(directory)
+        for name, text in render().items():
+            path = out / name
+            if args.check:
+                if not path.exists() or path.read_text() != text:
+                    stale.append(str(path))
+            else:
+                out.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
     if stale:
         print("out of date (run `python -m ballast.crdgen`): " + ", ".join(stale), file=sys.stderr)
         return 1

@@ -163,9 +163,16 @@ def serving_deployment(name: str) -> dict:
                 "metadata": {"labels": labels},
                 "spec": {
                     "terminationGracePeriodSeconds": 2,
+                    # Admitted under the restricted Pod Security Standard too.
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [
                         {
                             "name": "serve",
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                             "image": "ghcr.io/ballast-dev/ballast:0.1.0",
                             # Stands in for `ballast serve`: ready once it is up; prints the model it was given.
                             "command": [

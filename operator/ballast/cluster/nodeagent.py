@@ -302,7 +302,15 @@ class PodWorker:
             mounts.append((str(host_dir), mount.mount_path, bool(mount.read_only)))
         if mounts:
             # A private mount namespace per container: volumes appear at their mountPath without
-            # touching what other processes on the machine see.
+            # touching what other processes on the machine see. A mount that would hide another's
+            # source (an emptyDir on /tmp while the state directory lives under /tmp) goes last.
+            sources = [(src, target) for src, target, _ in mounts]  # list.sort() empties the list meanwhile
+
+            def hides_a_source(target: str) -> bool:
+                return any(other != target and (src + "/").startswith(target.rstrip("/") + "/")
+                           for src, other in sources)
+
+            mounts.sort(key=lambda m: (hides_a_source(m[1]), m[1].count("/")))
             script = ["set -e"]
             for source, target, read_only in mounts:
                 quoted_target = shlex.quote(target)
@@ -854,13 +862,15 @@ class NodeAgent:
 
     def _start_worker(self, pod: Any) -> None:
         uid = pod.metadata.uid
+        # A pod keeps the IP it was given (status.podIP may not change), e.g. after an agent restart.
+        known_ip = pod.status.pod_ip if pod.status else None
         worker = PodWorker(
             agent=self,
             namespace=pod.metadata.namespace,
             name=pod.metadata.name,
             uid=uid,
             pod=pod,
-            pod_ip=self._next_ip(),
+            pod_ip=known_ip or self._next_ip(),
             directory=self.pods_dir / uid,
         )
         with self.lock:

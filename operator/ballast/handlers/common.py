@@ -27,9 +27,14 @@ def clients(memo: Any) -> Clients:
 
 
 def status_changes(old: dict[str, Any], new: StatusModel) -> dict[str, Any]:
-    """Top-level status fields whose value changed (a merge patch); empty when nothing did."""
-    wanted = new.model_dump(mode="json", by_alias=True, exclude_none=False)
-    changes = {}
+    """Top-level status fields whose value changed (a merge patch); empty when nothing did.
+
+    Nested nulls are left out (a merge patch would read them as deletions); a top-level field
+    that became empty is sent as null, which removes it.
+    """
+    wanted = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    ours = {field.alias or name for name, field in type(new).model_fields.items()}
+    changes: dict[str, Any] = {key: None for key in ours if key in old and old[key] is not None and key not in wanted}
     for key, value in wanted.items():
         if json.dumps(old.get(key), sort_keys=True, default=str) != json.dumps(value, sort_keys=True, default=str):
             changes[key] = value

@@ -17,6 +17,8 @@ from ballast.adapters.metrics import OperatorMetrics
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Events are posted explicitly by the reconcilers ("Created Job x"); not every log line.
     settings.posting.level = logging.WARNING
+    # The namespaces are named exactly; no cluster-wide namespace or CRD discovery (and no RBAC for it).
+    settings.scanning.disabled = True
     settings.execution.max_workers = 20
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
