@@ -53,34 +53,61 @@ def main() -> None:
             weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
             store.put("models/base_v1/model.pt", weights)
             store.put("models/base_v1/lineage.json", (ROOT / "fixtures/base_v1/lineage.json").read_bytes())
-            base = BaseModelRef(version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights))
+            base = BaseModelRef(
+                version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights)
+            )
             mix = old_sample_count(args.failures, Mixing())
             count = min(mix.old_samples, len(anchor.train))
             drawn = set(draw_old_samples([r.image for r in anchor.train], count, seed=1))
-            env = dict(os.environ, BALLAST_S3_ENDPOINT=info.minio_endpoint, BALLAST_S3_ACCESS_KEY=info.minio_access_key,
-                       BALLAST_S3_SECRET_KEY=info.minio_secret_key)
+            env = dict(
+                os.environ,
+                BALLAST_S3_ENDPOINT=info.minio_endpoint,
+                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
+                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
+            )
             trainer = str(Path(sys.executable).parent / "ballast-trainer")
             for name, old in (("failures-only", []), ("seed-mix", [r for r in anchor.train if r.image in drawn])):
                 plan = RunPlan(
-                    run=name, pool="bench", kind="FineTune", bucket="bench", classes=list(CLASSES), base_model=base,
-                    new_version="ft_v1.1", seed=1, new_samples=failures, old_samples=old, test_manifest=TEST_MANIFEST,
+                    run=name,
+                    pool="bench",
+                    kind="FineTune",
+                    bucket="bench",
+                    classes=list(CLASSES),
+                    base_model=base,
+                    new_version="ft_v1.1",
+                    seed=1,
+                    new_samples=failures,
+                    old_samples=old,
+                    test_manifest=TEST_MANIFEST,
                     mixing_rule=mix.rule if old else "no old data",
                     training=TrainingParams(epochs=args.epochs, imgsz=args.imgsz, batch=16, gpus=0),
-                    rebase=RebaseParams(), gates=GateThresholds(),
+                    rebase=RebaseParams(),
+                    gates=GateThresholds(),
                 )
                 store.put(f"runs/{name}/plan.json", canonical_json(plan))
                 started = time.monotonic()
                 log = (Path(scratch) / f"{name}.log").open("w")
                 for stage in ("train", "gate"):
-                    subprocess.run([trainer, stage, "--plan", store.uri(f"runs/{name}/plan.json")], env=env,
-                                   check=True, stdout=log, stderr=subprocess.STDOUT)
+                    subprocess.run(
+                        [trainer, stage, "--plan", store.uri(f"runs/{name}/plan.json")],
+                        env=env,
+                        check=True,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 gate = GateReport.model_validate_json(store.get(f"runs/{name}/gate-report.json"))
                 report[name] = {
-                    "new": len(failures), "old": len(old), "seconds": round(time.monotonic() - started, 1),
-                    "base_map50": gate.base_map50, "candidate_map50": gate.candidate_map50,
-                    "gate1_drop_points": gate.map50_drop, "gate1": gate.gates[0].verdict,
-                    "detection_rate": gate.detection_rate, "base_detection_rate": gate.base_detection_rate,
-                    "gate2": gate.gates[1].verdict, "verdict": gate.verdict,
+                    "new": len(failures),
+                    "old": len(old),
+                    "seconds": round(time.monotonic() - started, 1),
+                    "base_map50": gate.base_map50,
+                    "candidate_map50": gate.candidate_map50,
+                    "gate1_drop_points": gate.map50_drop,
+                    "gate1": gate.gates[0].verdict,
+                    "detection_rate": gate.detection_rate,
+                    "base_detection_rate": gate.base_detection_rate,
+                    "gate2": gate.gates[1].verdict,
+                    "verdict": gate.verdict,
                 }
                 print(json.dumps({name: report[name]}), flush=True)
         except subprocess.CalledProcessError:

@@ -49,9 +49,20 @@ def render(*sets: str) -> list[dict]:
 
 def test_helm_lint_passes_for_default_and_non_default_values():
     helm("lint", str(CHART), "--kube-version", KUBE_VERSION)
-    helm("lint", str(CHART), "--kube-version", KUBE_VERSION, "--set", "serve.enabled=true",
-         "--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
-         "--set", "watchNamespaces={team-a,team-b}")
+    helm(
+        "lint",
+        str(CHART),
+        "--kube-version",
+        KUBE_VERSION,
+        "--set",
+        "serve.enabled=true",
+        "--set",
+        "serviceMonitor.enabled=true",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    )
 
 
 def test_the_default_render_is_least_privilege_and_secure():
@@ -61,8 +72,9 @@ def test_the_default_render_is_least_privilege_and_secure():
     assert not [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
     role = next(d for d in documents if d["kind"] == "Role")
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
-    assert secrets == [{"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ballast-store"],
-                        "verbs": ["get"]}]
+    assert secrets == [
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ballast-store"], "verbs": ["get"]}
+    ]
     verbs = {v for r in role["rules"] for v in r["verbs"]}
     assert "delete" not in verbs and "*" not in verbs
     deployment = next(d for d in documents if d["kind"] == "Deployment")
@@ -71,31 +83,47 @@ def test_the_default_render_is_least_privilege_and_secure():
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     container = pod["containers"][0]
-    assert container["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                                            "capabilities": {"drop": ["ALL"]}}
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
     token = next(e for e in container["env"] if e["name"] == "BALLAST_WEBHOOK_TOKEN")
     assert "secretKeyRef" in token["valueFrom"]  # never a literal
 
 
 def test_non_default_values_render_monitoring_serving_and_one_role_per_namespace():
-    documents = render("serve.enabled=true", "serve.pool=invoices", "serviceMonitor.enabled=true",
-                       "prometheusRule.enabled=true", "grafanaDashboard.enabled=true",
-                       "watchNamespaces={team-a,team-b}")
+    documents = render(
+        "serve.enabled=true",
+        "serve.pool=invoices",
+        "serviceMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+        "grafanaDashboard.enabled=true",
+        "watchNamespaces={team-a,team-b}",
+    )
     kinds = [d["kind"] for d in documents]
     assert {"ServiceMonitor", "PrometheusRule", "ConfigMap"} <= set(kinds)
     assert sorted(d["metadata"]["namespace"] for d in documents if d["kind"] == "Role") == ["team-a", "team-b"]
     rule = next(d for d in documents if d["kind"] == "PrometheusRule")
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert alerts == ["BallastClassDetectionRateLow", "BallastConfidenceDrift", "BallastUserFailuresRising",
-                      "BallastLatencyHigh"]
+    assert alerts == [
+        "BallastClassDetectionRateLow",
+        "BallastConfidenceDrift",
+        "BallastUserFailuresRising",
+        "BallastLatencyHigh",
+    ]
     serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
     assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast", "serve"]
 
 
 @pytest.mark.parametrize(
     ("value", "field"),
-    [("http.port=80", "/http/port"), ("logLevel=loud", "/logLevel"), ("objectStore.secretNames=null", "secretNames"),
-     ("podSecurityContext.runAsNonRoot=false", "/podSecurityContext/runAsNonRoot")],
+    [
+        ("http.port=80", "/http/port"),
+        ("logLevel=loud", "/logLevel"),
+        ("objectStore.secretNames=null", "secretNames"),
+        ("podSecurityContext.runAsNonRoot=false", "/podSecurityContext/runAsNonRoot"),
+    ],
 )
 def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, field: str):
     completed = helm("template", "ballast", str(CHART), "--kube-version", KUBE_VERSION, "--set", value, check=False)
@@ -109,15 +137,22 @@ def test_the_plain_yaml_render_is_current():
 
 
 def render_plain() -> str:
-    completed = subprocess.run([str(ROOT / "scripts" / "render-manifests"), "-"], capture_output=True, text=True,
-                               check=True)
+    completed = subprocess.run(
+        [str(ROOT / "scripts" / "render-manifests"), "-"], capture_output=True, text=True, check=True
+    )
     return completed.stdout
 
 
 def sa_api(cluster, namespace: str) -> client.ApiClient:
-    token = client.CoreV1Api(_admin(cluster)).create_namespaced_service_account_token(
-        "ballast-operator", namespace, client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[]))
-    ).status.token
+    token = (
+        client.CoreV1Api(_admin(cluster))
+        .create_namespaced_service_account_token(
+            "ballast-operator",
+            namespace,
+            client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+        )
+        .status.token
+    )
     configuration = client.Configuration()
     configuration.host = cluster.apiserver_url
     configuration.ssl_ca_cert = str(Path(cluster.state_dir) / "pki" / "ca.crt")
@@ -151,8 +186,19 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
     core.create_namespace({"metadata": {"name": other}})
     try:
         apps.create_namespaced_deployment(other, serving_deployment("elsewhere"))
-        helm("install", "ballast", str(CHART), "--namespace", namespace, "--set",
-             f"objectStore.secretNames={{{store_secret}}}", "--wait", "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+        helm(
+            "install",
+            "ballast",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--set",
+            f"objectStore.secretNames={{{store_secret}}}",
+            "--wait",
+            "--timeout",
+            "120s",
+            kubeconfig=cluster.kubeconfig,
+        )
         pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=operator").items
         assert len(pods) == 1 and pods[0].status.phase == "Running"
 
@@ -160,8 +206,11 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         as_operator = sa_api(cluster, namespace)
         assert forbidden(lambda: client.CoreV1Api(as_operator).read_namespaced_secret("unrelated", namespace))
         assert forbidden(lambda: client.CoreV1Api(as_operator).list_namespaced_secret(namespace))
-        assert forbidden(lambda: client.AppsV1Api(as_operator).patch_namespaced_deployment(
-            "elsewhere", other, {"metadata": {"labels": {"x": "y"}}}))
+        assert forbidden(
+            lambda: client.AppsV1Api(as_operator).patch_namespaced_deployment(
+                "elsewhere", other, {"metadata": {"labels": {"x": "y"}}}
+            )
+        )
         assert forbidden(lambda: client.CoreV1Api(as_operator).read_namespaced_secret(store_secret, other))
         stored = client.CoreV1Api(as_operator).read_namespaced_secret(store_secret, namespace)
         assert base64.b64decode(stored.data["accessKey"]).decode() == cluster.minio_access_key
@@ -172,20 +221,40 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         run = eventually(lambda: run_phase(kube, namespace, "invoices-run-1"), 420, interval=1, what="run finished")
         assert run["status"]["phase"] == "Succeeded", run["status"]
         apps.create_namespaced_deployment(namespace, serving_deployment("detector"))
-        create(kube, namespace, "modelreleases", {
-            "apiVersion": "ballast.dev/v1alpha1", "kind": "ModelRelease", "metadata": {"name": "detector"},
-            "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.1"}})
+        create(
+            kube,
+            namespace,
+            "modelreleases",
+            {
+                "apiVersion": "ballast.dev/v1alpha1",
+                "kind": "ModelRelease",
+                "metadata": {"name": "detector"},
+                "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.1"},
+            },
+        )
         eventually(lambda: release_status(kube, namespace).get("phase") == "Released", 120, what="released")
         assert served_version(kube, namespace) == "ft_v1.1"
-        log = (Path(cluster.state_dir) / "node" / "logs" / f"{namespace}_{pods[0].metadata.name}_operator.log")
+        log = Path(cluster.state_dir) / "node" / "logs" / f"{namespace}_{pods[0].metadata.name}_operator.log"
         text = log.read_text()
         assert "403" not in text and "Forbidden" not in text, text[-3000:]
         assert cluster.minio_secret_key not in text  # credentials never logged
         assert pool_status(kube, namespace)["verifiedSamples"] == 50
 
         # Upgrade: a new setting rolls the operator (Recreate), and it keeps working.
-        helm("upgrade", "ballast", str(CHART), "--namespace", namespace, "--reuse-values", "--set", "logLevel=debug",
-             "--wait", "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+        helm(
+            "upgrade",
+            "ballast",
+            str(CHART),
+            "--namespace",
+            namespace,
+            "--reuse-values",
+            "--set",
+            "logLevel=debug",
+            "--wait",
+            "--timeout",
+            "120s",
+            kubeconfig=cluster.kubeconfig,
+        )
         deployment = apps.read_namespaced_deployment("ballast-operator", namespace)
         assert "--verbose" in deployment.spec.template.spec.containers[0].args
 

@@ -121,3 +121,9 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
     assert again[0].last_transition_time == T0 and again[0].message == "still ok"
     flipped = set_condition(again, "Ready", False, "SpecInvalid", "bad", later)
     assert flipped[0].last_transition_time == later and len(flipped) == 1
+
+
+def test_the_crd_reference_in_docs_is_current() -> None:
+    from ballast import docgen
+
+    assert docgen.main(["--check", "--root", str(ROOT)]) == 0, "run `python -m ballast.docgen`"

@@ -307,8 +307,9 @@ class PodWorker:
             sources = [(src, target) for src, target, _ in mounts]  # list.sort() empties the list meanwhile
 
             def hides_a_source(target: str) -> bool:
-                return any(other != target and (src + "/").startswith(target.rstrip("/") + "/")
-                           for src, other in sources)
+                return any(
+                    other != target and (src + "/").startswith(target.rstrip("/") + "/") for src, other in sources
+                )
 
             mounts.sort(key=lambda m: (hides_a_source(m[1]), m[1].count("/")))
             script = ["set -e"]
