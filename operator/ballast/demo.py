@@ -169,7 +169,7 @@ class Demo:
         configuration = client.Configuration()
         config.load_kube_config(self.info.kubeconfig, client_configuration=configuration)
         api = client.ApiClient(configuration)
-        self.custom, core, apps = client.CustomObjectsApi(api), client.CoreV1Api(api), client.AppsV1Api(api)
+        self.custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
         from ballast.testing.kube import install_crds
 
         with stage(self.report, "Install: CRDs and the operator (Helm chart)"):
@@ -421,7 +421,8 @@ class Demo:
 
     def serve_url(self, core: Any) -> str:
         def ready() -> str | None:
-            for pod in core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=ballast-serve").items:
+            pods = core.list_namespaced_pod(NAMESPACE, label_selector="app.kubernetes.io/name=ballast-serve").items
+            for pod in pods:
                 if pod.metadata.deletion_timestamp is None and any(
                     c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
                 ):

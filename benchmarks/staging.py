@@ -1,0 +1,137 @@
+"""Trainer cost: dataset staging from MinIO on loopback, and the trainer's overhead share of a run.
+
+    .venv/bin/python benchmarks/staging.py [--images 3000] [--size 640]
+
+Targets (issue 4): staging >= 50 MB/s for 3,000 images; everything but Ultralytics' own train and
+val under 10% of a run's wall time (read from the trainer's lineage timings of a real fine-tune).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from minio import Minio
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api.common import BaseModelRef
+from ballast.api.contracts import Lineage, RunPlan, canonical_json, digest_bytes
+from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+from ballast.api.samples import SampleRef
+from ballast.cluster import plane
+from ballast.synth import CLASSES, render
+from ballast.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=3000)
+    parser.add_argument("--size", type=int, default=640)
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT / "trainer-image"))
+    from ballast_trainer import dataset
+
+    report: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        info = plane.up(Path(scratch) / "cluster", log=lambda _m: None)
+        try:
+            Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
+            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
+            # A few distinct pages, uploaded under many keys: staging cost does not depend on content.
+            pages = [render("classic", i, args.size) for i in range(20)]
+            blobs = [(p.png(), p.label_text().encode()) for p in pages]
+
+            def put(index: int) -> SampleRef:
+                image, label = blobs[index % len(blobs)]
+                store.put(f"anchor/big/{index:06d}/image.png", image)
+                store.put(f"anchor/big/{index:06d}/label.txt", label)
+                return SampleRef(
+                    image=f"anchor/big/{index:06d}/image.png",
+                    image_digest=digest_bytes(image),
+                    label_digest=digest_bytes(label),
+                )
+
+            with ThreadPoolExecutor(16) as pool:
+                refs = list(pool.map(put, range(args.images)))
+            staged = dataset.stage(store, refs, Path(scratch) / "stage", "train")
+            report["staging"] = {
+                "images": staged.images,
+                "megabytes": round(staged.bytes / 1e6, 1),
+                "seconds": round(staged.seconds, 2),
+                "mb_per_second": round(staged.mb_per_second, 1),
+            }
+            print(json.dumps(report), flush=True)
+
+            # Overhead share: a real fine-tune (3 epochs, 50 new + 400 old at 256 px).
+            anchor = write_anchor(store, train=400, test=40)
+            failures = write_pool_samples(store, "bench", range(50))
+            weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
+            store.put("models/base_v1/model.pt", weights)
+            store.put("models/base_v1/lineage.json", (ROOT / "fixtures/base_v1/lineage.json").read_bytes())
+            base = BaseModelRef(
+                version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights)
+            )
+            plan = RunPlan(
+                run="overhead",
+                pool="bench",
+                kind="FineTune",
+                bucket="bench",
+                classes=list(CLASSES),
+                base_model=base,
+                new_version="ft_v1.1",
+                seed=1,
+                new_samples=failures,
+                old_samples=anchor.train,
+                test_manifest=TEST_MANIFEST,
+                mixing_rule="bench",
+                training=TrainingParams(epochs=3, imgsz=256, gpus=0),
+                rebase=RebaseParams(),
+                gates=GateThresholds(),
+            )
+            store.put("runs/overhead/plan.json", canonical_json(plan))
+            env = dict(
+                os.environ,
+                BALLAST_S3_ENDPOINT=info.minio_endpoint,
+                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
+                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
+            )
+            started = time.monotonic()
+            subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "ballast-trainer"),
+                    "train",
+                    "--plan",
+                    store.uri("runs/overhead/plan.json"),
+                ],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            process_seconds = time.monotonic() - started
+            lineage = Lineage.model_validate_json(store.get("runs/overhead/lineage.json"))
+            run_seconds = (lineage.finished_at - lineage.started_at).total_seconds()
+            train = lineage.seconds.get("train", 0.0)
+            report["overhead"] = {
+                "run_seconds": round(run_seconds, 1),
+                "ultralytics_train_seconds": round(train, 1),
+                "overhead_seconds": round(run_seconds - train, 1),
+                "overhead_share": round((run_seconds - train) / run_seconds, 4),
+                "process_seconds_including_python_start": round(process_seconds, 1),
+                "stages": lineage.seconds,
+            }
+        finally:
+            plane.down(Path(scratch) / "cluster", log=lambda _m: None)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
