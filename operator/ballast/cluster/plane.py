@@ -41,6 +41,8 @@ class Process:
     pid: int
     ports: list[int]
     log: str
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # extra variables only (cluster.json is 0600)
 
 
 @dataclass
@@ -216,18 +218,8 @@ def up(
 
     def start(name: str, argv: list[str], ports: list[int], env: dict[str, str] | None = None) -> subprocess.Popen:
         log_path = logs / f"{name}.log"
-        with log_path.open("ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # its own process group: `down` stops it and its children
-                env={**os.environ, **(env or {})},
-                cwd=state,
-            )
-        _children[proc.pid] = proc
-        info.processes.append(Process(name, proc.pid, ports, str(log_path)))
+        proc = _spawn(argv, log_path, env or {}, state)
+        info.processes.append(Process(name, proc.pid, ports, str(log_path), argv, env or {}))
         _save(info)
         return proc
 
@@ -389,6 +381,46 @@ def up(
         raise
     log(f"cluster up in {time.monotonic() - started:.1f} s ({state})")
     return info
+
+
+def _spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: `down` stops it and its children
+            env={**os.environ, **env},
+            cwd=cwd,
+        )
+    _children[proc.pid] = proc
+    return proc
+
+
+def kill(state_dir: Path, name: str, sig: int = signal.SIGKILL) -> None:
+    """Kill one component of a running plane (fault-injection tests), leaving the others up."""
+    info = load(state_dir)
+    assert info is not None, f"no cluster in {state_dir}"
+    process = next(p for p in info.processes if p.name == name)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    deadline = time.monotonic() + 10
+    while is_alive(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _reap(process.pid)
+
+
+def restart(state_dir: Path, name: str) -> None:
+    """Start a killed component again with its recorded command line (same ports, same data)."""
+    info = load(state_dir)
+    assert info is not None, f"no cluster in {state_dir}"
+    process = next(p for p in info.processes if p.name == name)
+    if is_alive(process.pid):
+        kill(state_dir, name)
+    fresh = _spawn(process.argv, Path(process.log), process.env, Path(info.state_dir))
+    process.pid = fresh.pid
+    _save(info)
 
 
 def _stop(process: Process, grace: float) -> None:
