@@ -48,6 +48,8 @@ SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 LEASE_SECONDS = 40
 RENEW_EVERY = 10.0
 RESYNC_EVERY = 20.0
+# Every call to the apiserver gives up after this long: a half-open connection must not freeze a pod.
+API_TIMEOUT = 30
 MAX_BACKOFF = 30.0
 
 
@@ -197,7 +199,7 @@ class PodWorker:
 
     def _config_map(self, name: str, optional: bool | None) -> dict[str, bytes]:
         try:
-            cm = self.agent.core.read_namespaced_config_map(name, self.namespace)
+            cm = self.agent.core.read_namespaced_config_map(name, self.namespace, _request_timeout=API_TIMEOUT)
         except ApiException as error:
             if error.status == 404 and optional:
                 return {}
@@ -208,7 +210,7 @@ class PodWorker:
         import base64
 
         try:
-            secret = self.agent.core.read_namespaced_secret(name, self.namespace)
+            secret = self.agent.core.read_namespaced_secret(name, self.namespace, _request_timeout=API_TIMEOUT)
         except ApiException as error:
             if error.status == 404 and optional:
                 return {}
@@ -526,11 +528,16 @@ class PodWorker:
             elif old:
                 condition["lastTransitionTime"] = stamp_now
         try:
-            self.agent.core.patch_namespaced_pod_status(self.name, self.namespace, {"status": status})
+            self.agent.core.patch_namespaced_pod_status(
+                self.name, self.namespace, {"status": status}, _request_timeout=API_TIMEOUT
+            )
         except ApiException as error:
             if error.status == 404:
                 return
             log.warning("%s/%s: status update failed: %s", self.namespace, self.name, error.reason)
+            return
+        except Exception as error:  # the apiserver is unreachable: keep running, report on the next change
+            log.warning("%s/%s: status update failed: %s", self.namespace, self.name, type(error).__name__)
             return
         self.last_status = comparable | {"_conditions": conditions}
 
@@ -755,7 +762,7 @@ class NodeAgent:
         self._renew_lease()
 
     def _renew_lease(self) -> None:
-        node = self.core.read_node(self.node_name)
+        node = self.core.read_node(self.node_name, _request_timeout=API_TIMEOUT)
         body = {
             "metadata": {
                 "name": self.node_name,
@@ -770,7 +777,9 @@ class NodeAgent:
             },
         }
         try:
-            self.coordination.patch_namespaced_lease(self.node_name, "kube-node-lease", body)
+            self.coordination.patch_namespaced_lease(
+                self.node_name, "kube-node-lease", body, _request_timeout=API_TIMEOUT
+            )
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -859,7 +868,9 @@ class NodeAgent:
             "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": iso(now())}],
         }
         with contextlib.suppress(ApiException):
-            self.core.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, {"status": status})
+            self.core.patch_namespaced_pod_status(
+                pod.metadata.name, pod.metadata.namespace, {"status": status}, _request_timeout=API_TIMEOUT
+            )
 
     def _start_worker(self, pod: Any) -> None:
         uid = pod.metadata.uid
