@@ -23,13 +23,12 @@ from pathlib import Path
 from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
-from ballast.api.common import BaseModelRef
-from ballast.api.contracts import GateReport, RunPlan, canonical_json, digest_bytes
+from ballast.api.contracts import GateReport, RunPlan, canonical_json
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 from ballast.cluster import plane
 from ballast.policy.mixing import draw_old_samples, old_sample_count
 from ballast.synth import CLASSES
-from ballast.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+from ballast.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,12 +49,7 @@ def main() -> None:
             store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
             anchor = write_anchor(store, train=args.anchor, test=args.test)
             failures = write_pool_samples(store, "bench", range(args.failures))
-            weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
-            store.put("models/base_v1/model.pt", weights)
-            store.put("models/base_v1/lineage.json", (ROOT / "fixtures/base_v1/lineage.json").read_bytes())
-            base = BaseModelRef(
-                version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights)
-            )
+            base = put_base(store)
             mix = old_sample_count(args.failures, Mixing())
             count = min(mix.old_samples, len(anchor.train))
             drawn = set(draw_old_samples([r.image for r in anchor.train], count, seed=1))

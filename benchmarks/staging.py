@@ -21,13 +21,12 @@ from pathlib import Path
 from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
-from ballast.api.common import BaseModelRef
 from ballast.api.contracts import Lineage, RunPlan, canonical_json, digest_bytes
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
 from ballast.api.samples import SampleRef
 from ballast.cluster import plane
 from ballast.synth import CLASSES, render
-from ballast.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+from ballast.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,12 +73,7 @@ def main() -> None:
             # Overhead share: a real fine-tune (3 epochs, 50 new + 400 old at 256 px).
             anchor = write_anchor(store, train=400, test=40)
             failures = write_pool_samples(store, "bench", range(50))
-            weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
-            store.put("models/base_v1/model.pt", weights)
-            store.put("models/base_v1/lineage.json", (ROOT / "fixtures/base_v1/lineage.json").read_bytes())
-            base = BaseModelRef(
-                version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights)
-            )
+            base = put_base(store)
             plan = RunPlan(
                 run="overhead",
                 pool="bench",

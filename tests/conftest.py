@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from ballast.adapters.objectstore import ObjectStore
-from ballast.api.contracts import digest_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,17 +98,15 @@ def fixture_data(cluster) -> dict:
     """Anchor set (classic family), its test set, and the shipped base_v1, written once per session."""
     from minio import Minio
 
-    from ballast.testing.datasets import write_anchor
+    from ballast.testing.datasets import put_base, write_anchor
 
     raw = Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
     if not raw.bucket_exists(FIXTURES_BUCKET):
         raw.make_bucket(FIXTURES_BUCKET)
     store = ObjectStore(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, FIXTURES_BUCKET)
     write_anchor(store, train=ANCHOR_TRAIN, test=ANCHOR_TEST)
-    weights = (BASE / "model.pt").read_bytes()
-    store.put("models/base_v1/model.pt", weights)
-    store.put("models/base_v1/lineage.json", (BASE / "lineage.json").read_bytes())
-    return {"base_digest": digest_bytes(weights), "keys": list(store.list(""))}
+    base = put_base(store, BASE)
+    return {"base_digest": base.digest, "keys": list(store.list(""))}
 
 
 @pytest.fixture

@@ -30,10 +30,10 @@ from typing import Any
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import BaseModelRef
-from ballast.api.contracts import GateReport, RunPlan, canonical_json, digest_bytes
+from ballast.api.contracts import GateReport, RunPlan, canonical_json
 from ballast.cluster import build, plane
 from ballast.synth import CLASSES, render
-from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_anchor
+from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, put_base, write_anchor
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "ballast-demo"
@@ -212,12 +212,7 @@ class Demo:
                 self.info.minio_endpoint, self.info.minio_access_key, self.info.minio_secret_key, BUCKET
             )
             write_anchor(store, train=s.anchor, test=s.test, size=s.imgsz)
-            weights = (ROOT / "fixtures" / "base_v1" / "model.pt").read_bytes()
-            store.put("models/base_v1/model.pt", weights)
-            store.put("models/base_v1/lineage.json", (ROOT / "fixtures" / "base_v1" / "lineage.json").read_bytes())
-            base = BaseModelRef(
-                version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights)
-            )
+            base = put_base(store)
             self.store = store
             self.apply_pool(base)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ballast.api.crdgen import RESOURCES, openapi_schema
+from ballast.generated import sync
 
 TARGET = Path("docs/crd-reference.md")
 
@@ -72,16 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true")
     parser.add_argument("--root", type=Path, default=Path("."))
     args = parser.parse_args(argv)
-    path = args.root / TARGET
-    text = render()
-    if args.check:
-        if not path.exists() or path.read_text() != text:
-            print(f"out of date (run `python -m ballast.docgen`): {path}", file=sys.stderr)
-            return 1
-        return 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    return 0
+    return sync({args.root / TARGET: render()}, args.check, "python -m ballast.docgen")
 
 
 if __name__ == "__main__":

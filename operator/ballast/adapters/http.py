@@ -16,13 +16,14 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
+from ballast.adapters.jsonhttp import JsonRequestHandler
 from ballast.adapters.kube import Clients, get_custom, post_event
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.api.alerts import AlertmanagerPayload
@@ -58,44 +59,31 @@ def record_alert(kube: Clients, alert: PoolAlert) -> bool:
 
 
 def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, namespace: str):  # type: ignore[no-untyped-def]
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _reply(self, code: int, payload: Any, content_type: str = "application/json") -> None:
-            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+    class Handler(JsonRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
-                self._reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
+                self.reply(200, generate_latest(metrics.registry), CONTENT_TYPE_LATEST)
             elif self.path == "/healthz":
-                self._reply(200, {"status": "ok"})
+                self.reply(200, {"status": "ok"})
             else:
-                self._reply(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
 
         def do_POST(self) -> None:
             if self.path != "/alerts":
-                self._reply(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
                 return
             if token is None:
-                self._reply(503, {"error": "webhook disabled: the operator has no BALLAST_WEBHOOK_TOKEN"})
+                self.reply(503, {"error": "webhook disabled: the operator has no BALLAST_WEBHOOK_TOKEN"})
                 return
             offered = self.headers.get("Authorization", "")
             if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
                 metrics.alerts.labels("", "unauthorized").inc()
-                self._reply(401, {"error": "missing or wrong bearer token"})
+                self.reply(401, {"error": "missing or wrong bearer token"})
                 return
             length = int(self.headers.get("Content-Length") or 0)
             if not 0 < length <= MAX_PAYLOAD:
                 metrics.alerts.labels("", "invalid").inc()
-                self._reply(400, {"error": f"body must be 1..{MAX_PAYLOAD} bytes of JSON"})
+                self.reply(400, {"error": f"body must be 1..{MAX_PAYLOAD} bytes of JSON"})
                 return
             try:
                 payload = AlertmanagerPayload.model_validate(json.loads(self.rfile.read(length)))
@@ -106,7 +94,7 @@ def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, nam
                     message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
                 else:
                     message = f"not JSON: {error}"
-                self._reply(400, {"error": message})
+                self.reply(400, {"error": message})
                 return
             matched, skipped = pool_alerts(payload, namespace)
             accepted = []
@@ -121,14 +109,14 @@ def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, nam
                         alert.pool,
                         error.reason,
                     )
-                    self._reply(503, {"error": "could not record the alert; Alertmanager will retry"})
+                    self.reply(503, {"error": "could not record the alert; Alertmanager will retry"})
                     return
                 metrics.alerts.labels(alert.alertname, "accepted" if found else "unmatched").inc()
                 if found:
                     accepted.append(f"{alert.namespace}/{alert.pool}: {alert.alertname}")
                 else:
                     skipped.append(f"{alert.alertname}: no FineTunePool {alert.namespace}/{alert.pool}")
-            self._reply(200, {"accepted": accepted, "skipped": skipped})
+            self.reply(200, {"accepted": accepted, "skipped": skipped})
 
     return Handler
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -88,10 +89,32 @@ def _save(info: ClusterInfo) -> None:
     tmp.replace(path)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port *below* the kernel's ephemeral range.
+
+    Port 0 would hand out an ephemeral port, which the kernel may give to some process's outgoing
+    connection before our server binds it ("address already in use"); ports below that range
+    are only ever taken by servers.
+    """
+    low, _ = _ephemeral_range()
+    for _ in range(200):
+        port = random.randrange(10000, max(10001, low))
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def is_alive(pid: int) -> bool:
@@ -175,7 +198,28 @@ def up(
     with_minio: bool = True,
     log: Callable[[str], None] = print,
 ) -> ClusterInfo:
-    """Start the whole plane (building missing binaries first). Reuses a running one."""
+    """Start the whole plane (building missing binaries first). Reuses a running one.
+
+    A port taken between choosing and binding it fails one start; the next try picks new ports.
+    """
+    for attempt in range(3):
+        try:
+            return _up_once(state_dir, node_name=node_name, capacity=capacity, with_minio=with_minio, log=log)
+        except RuntimeError as error:
+            if "address already in use" not in str(error) or attempt == 2:
+                raise
+            log(f"a port was taken while starting ({error.args[0].splitlines()[0]}); retrying")
+    raise AssertionError("unreachable")
+
+
+def _up_once(
+    state_dir: Path | None,
+    *,
+    node_name: str,
+    capacity: dict[str, str] | None,
+    with_minio: bool,
+    log: Callable[[str], None],
+) -> ClusterInfo:
     state = (state_dir or default_state_dir()).resolve()
     existing = load(state)
     if existing and all(is_alive(p.pid) for p in existing.processes):

@@ -19,13 +19,14 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ballast.adapters.jsonhttp import JsonRequestHandler
 from ballast.adapters.metrics import ServingMetrics
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.adapters.pool import check_image
@@ -131,44 +132,31 @@ class ServingState:
         return key
 
 
-def make_handler(state: ServingState) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # quiet: one line per request is noise here
-            return
-
-        def _reply(self, code: int, payload: Any, content_type: str = "application/json") -> None:
-            body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
+def make_handler(state: ServingState) -> type[JsonRequestHandler]:
+    class Handler(JsonRequestHandler):
         def _body(self) -> bytes | None:
             length = int(self.headers.get("Content-Length") or 0)
             if length <= 0 or length > MAX_BODY:
-                self._reply(400 if length <= 0 else 413, {"error": f"body must be 1..{MAX_BODY} bytes"})
+                self.reply(400 if length <= 0 else 413, {"error": f"body must be 1..{MAX_BODY} bytes"})
                 return None
             return self.rfile.read(length)
 
         def do_GET(self) -> None:
             path = urlparse(self.path).path
             if path == "/healthz":
-                self._reply(200, {"status": "ok"})
+                self.reply(200, {"status": "ok"})
             elif path == "/readyz":
                 ready = state.predictor is not None
-                self._reply(200 if ready else 503, {"ready": ready, "model": state.version})
+                self.reply(200 if ready else 503, {"ready": ready, "model": state.version})
             elif path == "/metrics":
-                self._reply(200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST)
+                self.reply(200, generate_latest(state.metrics.registry), CONTENT_TYPE_LATEST)
             else:
-                self._reply(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
 
         def do_POST(self) -> None:
             url = urlparse(self.path)
             if url.path not in ("/predict", "/feedback"):
-                self._reply(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
                 return
             data = self._body()
             if data is None:
@@ -176,17 +164,17 @@ def make_handler(state: ServingState) -> type[BaseHTTPRequestHandler]:
             try:
                 if url.path == "/predict":
                     check_image(data, "image")
-                    self._reply(200, state.predict(data))
+                    self.reply(200, state.predict(data))
                     return
                 query = parse_qs(url.query)
                 document_id = (query.get("documentId") or [""])[0]
                 if not _SAFE_ID.match(document_id):
-                    self._reply(400, {"error": "documentId: required, letters, digits, '.', '_' or '-'"})
+                    self.reply(400, {"error": "documentId: required, letters, digits, '.', '_' or '-'"})
                     return
                 key = state.feedback(data, document_id, (query.get("reportedBy") or ["anonymous"])[0][:256])
-                self._reply(202, {"inbox": key})
+                self.reply(202, {"inbox": key})
             except SampleError as error:
-                self._reply(400, {"error": str(error)})
+                self.reply(400, {"error": str(error)})
 
     return Handler
 

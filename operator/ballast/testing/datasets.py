@@ -9,13 +9,16 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.adapters.pool import NewSample, add_sample, sample_ref
+from ballast.api.common import BaseModelRef
 from ballast.api.contracts import digest_bytes
 from ballast.api.samples import SampleRef, render_manifest
 from ballast.synth import CLASSES, render
 
+BASE_FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "base_v1"
 TRAIN_MANIFEST = "anchor/train.txt"
 TEST_MANIFEST = "anchor/test.txt"
 
@@ -72,3 +75,11 @@ def write_pool_samples(
 
     with ThreadPoolExecutor(workers) as executor:
         return list(executor.map(add, indices))
+
+
+def put_base(store: ObjectStore, fixture: Path = BASE_FIXTURE) -> BaseModelRef:
+    """The shipped base_v1 (weights beside their lineage) in `models/base_v1/`."""
+    weights = (fixture / "model.pt").read_bytes()
+    store.put("models/base_v1/model.pt", weights)
+    store.put("models/base_v1/lineage.json", (fixture / "lineage.json").read_bytes())
+    return BaseModelRef(version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights))
