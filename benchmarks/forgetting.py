@@ -53,12 +53,7 @@ def main() -> None:
             mix = old_sample_count(args.failures, Mixing())
             count = min(mix.old_samples, len(anchor.train))
             drawn = set(draw_old_samples([r.image for r in anchor.train], count, seed=1))
-            env = dict(
-                os.environ,
-                BALLAST_S3_ENDPOINT=info.minio_endpoint,
-                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
-                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
-            )
+            env = dict(os.environ, **info.env())
             trainer = str(Path(sys.executable).parent / "ballast-trainer")
             for name, old in (("failures-only", []), ("seed-mix", [r for r in anchor.train if r.image in drawn])):
                 plan = RunPlan(

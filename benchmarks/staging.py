@@ -92,12 +92,7 @@ def main() -> None:
                 gates=GateThresholds(),
             )
             store.put("runs/overhead/plan.json", canonical_json(plan))
-            env = dict(
-                os.environ,
-                BALLAST_S3_ENDPOINT=info.minio_endpoint,
-                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
-                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
-            )
+            env = dict(os.environ, **info.env())
             started = time.monotonic()
             subprocess.run(
                 [

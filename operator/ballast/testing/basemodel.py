@@ -58,12 +58,7 @@ def main() -> None:
                 gates=GateThresholds(),
             )
             store.put("runs/base-v1/plan.json", canonical_json(plan))
-            env = dict(
-                os.environ,
-                BALLAST_S3_ENDPOINT=info.minio_endpoint,
-                BALLAST_S3_ACCESS_KEY=info.minio_access_key,
-                BALLAST_S3_SECRET_KEY=info.minio_secret_key,
-            )
+            env = dict(os.environ, **info.env())
             started = time.monotonic()
             trainer = Path(sys.executable).parent / "ballast-trainer"
             subprocess.run([str(trainer), "rebase", "--plan", store.uri("runs/base-v1/plan.json")], env=env, check=True)
