@@ -35,6 +35,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--size", type=int, default=640)
+    parser.add_argument("--photo-like", action="store_true",
+                        help="add sensor-like noise so PNGs weigh what scanned pages do (~1 MB) instead of ~11 KB")
+    parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "trainer-image"))
     from ballast_trainer import dataset
@@ -47,6 +50,14 @@ def main() -> None:
             store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
             # A few distinct pages, uploaded under many keys: staging cost does not depend on content.
             pages = [render("classic", i, args.size) for i in range(20)]
+            if args.photo_like:
+                import numpy as np
+                from PIL import Image
+
+                rng = np.random.default_rng(0)
+                for page in pages:
+                    pixels = np.asarray(page.image, dtype=np.int16) + rng.integers(-12, 13, (args.size, args.size, 3))
+                    page.image.paste(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
             blobs = [(p.png(), p.label_text().encode()) for p in pages]
 
             def put(index: int) -> SampleRef:
@@ -69,6 +80,8 @@ def main() -> None:
                 "mb_per_second": round(staged.mb_per_second, 1),
             }
             print(json.dumps(report), flush=True)
+            if args.skip_overhead:
+                return
 
             # Overhead share: a real fine-tune (3 epochs, 50 new + 400 old at 256 px).
             anchor = write_anchor(store, train=400, test=40)

@@ -14,7 +14,7 @@ import kopf
 from pydantic import ValidationError
 
 from ballast.adapters import pool as pool_store
-from ballast.adapters.kube import StoreCredentialsMissing, create_custom, list_custom, object_store
+from ballast.adapters.kube import create_custom, list_custom, object_store
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import GROUP, VERSION, BaseModelRef, ModelRef
 from ballast.api.conditions import PoolCondition, Reason
@@ -119,9 +119,7 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
         store = object_store(kube, namespace, spec.object_store)
         new_keys = pool_store.list_index(store, name, status.index_cursor)
         new_rejections = list(store.list_after(f"pool/{name}/rejected/", status.rejection_cursor))
-    except (StoreCredentialsMissing, OSError, Exception) as error:  # the store may be down: report, retry
-        if isinstance(error, kopf.TemporaryError):
-            raise
+    except Exception as error:  # the Secret is missing or the store is down: say so, retry soon
         conditions = with_condition(
             status.conditions, PoolCondition.READY, False, Reason.STORE_UNREACHABLE, str(error)[:500], generation
         )

@@ -59,8 +59,8 @@ def build_job(
 ) -> dict[str, Any]:
     """The training (or gate) Job of a run: trainer image, GPUs, placement, limits, owner reference.
 
-    The gate Job needs no GPU count beyond the training one: it reuses the training placement so
-    it lands where the model was trained.
+    The gate Job gets the same image, GPUs and placement as the training Job: it evaluates both
+    models on the same kind of hardware the candidate was trained on.
     """
     training = spec.training
     labels = {LABEL_POOL: pool, LABEL_RUN: run, LABEL_STAGE: stage, **MANAGED_BY}
