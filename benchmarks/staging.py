@@ -35,8 +35,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=3000)
     parser.add_argument("--size", type=int, default=640)
-    parser.add_argument("--photo-like", action="store_true",
-                        help="add sensor-like noise so PNGs weigh what scanned pages do (~1 MB) instead of ~11 KB")
+    parser.add_argument(
+        "--photo-like",
+        action="store_true",
+        help="add sensor-like noise so PNGs weigh what scanned pages do (~1 MB) instead of ~11 KB",
+    )
     parser.add_argument("--skip-overhead", action="store_true")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT / "trainer-image"))
