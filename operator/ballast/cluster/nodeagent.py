@@ -301,6 +301,18 @@ class PodWorker:
             if mount.name not in volumes:
                 raise ValueError(f"container {spec.name} mounts unknown volume {mount.name}")
             host_dir = volumes[mount.name] / (mount.sub_path or "")
+            if self.agent.would_hide_itself(mount.mount_path):
+                # e.g. an emptyDir on /tmp while the project (its Python) lives under /tmp: mounting
+                # it would hide the very program the container runs. The host path stays visible.
+                log.info(
+                    "%s/%s: not mounting %s at %s: it would hide %s",
+                    self.namespace,
+                    self.name,
+                    mount.name,
+                    mount.mount_path,
+                    sys.prefix,
+                )
+                continue
             mounts.append((str(host_dir), mount.mount_path, bool(mount.read_only)))
         if mounts:
             # A private mount namespace per container: volumes appear at their mountPath without
@@ -703,6 +715,12 @@ class NodeAgent:
         self._ips = itertools.count(random.randrange(1, 60000))
         for directory in (self.log_dir, self.pid_dir, self.pods_dir):
             directory.mkdir(parents=True, exist_ok=True)
+
+    def would_hide_itself(self, mount_path: str) -> bool:
+        """Would a mount at `mount_path` cover the project's Python or the agent's state?"""
+        target = os.path.realpath(mount_path).rstrip("/") + "/"
+        protected = (sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), str(self.state_dir.resolve()))
+        return any((os.path.realpath(path).rstrip("/") + "/").startswith(target) for path in protected)
 
     # ---- node and lease ----------------------------------------------------------------------------
     def _node_status(self) -> dict[str, Any]:
