@@ -161,10 +161,15 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
             f"--web.listen-address=127.0.0.1:{prom_port}",
         ],
     )
-    wait_http(f"http://127.0.0.1:{serve_port}/readyz", 120)
-    wait_http(f"http://127.0.0.1:{operator_port}/healthz")
-    wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
-    wait_http(f"http://127.0.0.1:{am_port}/-/ready")
+    try:
+        wait_http(f"http://127.0.0.1:{serve_port}/readyz", 120)
+        wait_http(f"http://127.0.0.1:{operator_port}/healthz")
+        wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
+        wait_http(f"http://127.0.0.1:{am_port}/-/ready")
+    except BaseException:  # a failed start must not leave Prometheus and friends running
+        operator.stop()
+        processes.stop()
+        raise
     yield {"operator": operator_port, "serve": serve_port, "prometheus": prom_port, "token": token, "logs": tmp_path}
     operator.stop()
     processes.stop()
