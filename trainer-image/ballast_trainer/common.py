@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -14,6 +15,10 @@ from ballast import offline
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.api.common import Model
 from ballast.api.contracts import RunPlan, canonical_json, digest_bytes
+
+# How long a stage waits out an object store that stops answering (a restart, a network blip)
+# before it fails: losing a finished training to a one-minute outage at upload time is worse.
+STORE_PATIENCE_SECONDS = float(os.environ.get("BALLAST_S3_PATIENCE_SECONDS", "300"))
 
 
 class Refused(RuntimeError):
@@ -54,11 +59,11 @@ def open_plan(plan_uri: str, workdir: Path) -> Context:
     workdir.mkdir(parents=True, exist_ok=True)
     offline.prepare(workdir)
     bucket, key = parse_uri(plan_uri)
-    raw_store = ObjectStore.from_env(bucket)
+    raw_store = ObjectStore.from_env(bucket, patience=STORE_PATIENCE_SECONDS, log=log)
     network = offline.audit({raw_store.endpoint.rsplit(":", 1)[0]})
     raw = raw_store.get(key)
     plan = RunPlan.model_validate(json.loads(raw))
-    store = ObjectStore.from_env(bucket, plan.prefix)
+    store = ObjectStore.from_env(bucket, plan.prefix, patience=STORE_PATIENCE_SECONDS, log=log)
     log(
         f"plan {plan.run}: {plan.kind} -> {plan.new_version}, {len(plan.new_samples)} new + "
         f"{len(plan.old_samples)} old samples, seed {plan.seed} ({plan.mixing_rule})"

@@ -14,7 +14,9 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_run_duration_seconds | histogram | namespace, pool, kind | creation to terminal phase |
 | ballast_release_model_info | gauge | namespace, release, model | 1 for the model a release serves |
 | ballast_release_rollbacks_total | counter | namespace, release | rollbacks (spec-driven or failed rollouts) |
-| ballast_reconcile_errors_total | counter | kind | reconciles that raised |
+| ballast_reconcile_seconds | histogram | kind | time one reconcile takes (its count: reconciles) |
+| ballast_reconcile_errors_total | counter | kind | reconciles that raised (retried on the next tick) |
+| ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
 | ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, invalid, unauthorized |
 
 Serving (`ballast serve`, /metrics):
@@ -82,7 +84,13 @@ class OperatorMetrics:
         self.release_rollbacks = Counter(
             "ballast_release_rollbacks", "Rollbacks of a release", ["namespace", "release"], registry=r
         )
+        self.reconcile_seconds = Histogram(
+            "ballast_reconcile_seconds", "Time one reconcile takes", ["kind"], registry=r, buckets=LATENCY_BUCKETS
+        )
         self.reconcile_errors = Counter("ballast_reconcile_errors", "Reconciles that raised", ["kind"], registry=r)
+        self.store_requests = Counter(
+            "ballast_object_store_requests", "Object-store requests made by reconciles", ["kind"], registry=r
+        )
         self.alerts = Counter(
             "ballast_alerts_received", "Alertmanager webhook alerts by outcome", ["alertname", "outcome"], registry=r
         )

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Iterable, Iterator
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import urllib3
 from minio import Minio
@@ -21,9 +24,33 @@ from minio.error import S3Error
 
 from ballast.api.contracts import digest_bytes
 
+T = TypeVar("T")
+
+# Errors that mean "the store is not answering right now" (down, restarting, unreachable), as
+# opposed to answers such as NoSuchKey or AccessDenied, which waiting would not change.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)
+
+
+_requests = threading.local()
+
+
+def requests_made() -> int:
+    """Store requests this thread has made so far (the operator counts them per reconcile)."""
+    return int(getattr(_requests, "count", 0))
+
+
+class _CountingPoolManager(urllib3.PoolManager):
+    def urlopen(self, method: str, url: str, redirect: bool = True, **kw):  # type: ignore[no-untyped-def,override]
+        _requests.count = requests_made() + 1
+        return super().urlopen(method, url, redirect=redirect, **kw)
+
 
 class DigestMismatch(RuntimeError):
     """An artifact's content does not match the digest it is addressed by."""
+
+
+class StoreUnavailable(ConnectionError):
+    """The object store did not answer (within the store's patience); nothing was written."""
 
 
 class UnsafeKey(ValueError):
@@ -63,21 +90,47 @@ class ObjectStore:
         *,
         secure: bool = False,
         connections: int = 32,
+        patience: float = 0.0,
+        log: Callable[[str], None] = lambda _message: None,
     ) -> None:
+        """`patience`: seconds to keep retrying while the store does not answer (0: fail at once).
+        A batch job (the trainer) waits out a restart rather than losing hours of work; the
+        operator fails fast and retries on its next reconcile."""
         # A larger pool than urllib3's default (10) so parallel dataset staging is not serialized.
-        http = urllib3.PoolManager(
+        http = _CountingPoolManager(
             maxsize=connections,
             timeout=urllib3.Timeout(connect=10, read=120),
-            retries=urllib3.Retry(total=5, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+            # A refused connection fails fast here; `patience` decides how long to keep trying.
+            retries=urllib3.Retry(total=5, connect=1, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
         )
         self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
         self.endpoint = endpoint
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.connections = connections
+        self.patience = patience
+        self.log = log
+
+    def _call(self, operation: Callable[[], T]) -> T:
+        """Run one store operation, retrying transient failures for up to `patience` seconds."""
+        deadline = time.monotonic() + self.patience
+        delay = 1.0
+        while True:
+            try:
+                return operation()
+            except TRANSIENT_ERRORS as error:
+                left = deadline - time.monotonic()
+                reason = type(error).__name__
+                if left <= 0:
+                    raise StoreUnavailable(f"object store {self.endpoint} unreachable ({reason})") from error
+                self.log(f"object store {self.endpoint} unreachable ({reason}); retrying, {left:.0f} s left")
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 10.0)
 
     @classmethod
-    def from_env(cls, bucket: str, prefix: str = "") -> ObjectStore:
+    def from_env(
+        cls, bucket: str, prefix: str = "", patience: float = 0.0, log: Callable[[str], None] = lambda _m: None
+    ) -> ObjectStore:
         """Credentials from BALLAST_S3_* variables (set from a Secret in pods)."""
         missing = [
             v for v in ("BALLAST_S3_ENDPOINT", "BALLAST_S3_ACCESS_KEY", "BALLAST_S3_SECRET_KEY") if v not in os.environ
@@ -91,6 +144,8 @@ class ObjectStore:
             bucket,
             prefix,
             secure=os.environ.get("BALLAST_S3_SECURE", "false").lower() in ("1", "true", "yes"),
+            patience=patience,
+            log=log,
         )
 
     # ---- keys --------------------------------------------------------------------------------------
@@ -114,19 +169,25 @@ class ObjectStore:
 
     # ---- reads -------------------------------------------------------------------------------------
     def get(self, relative: str, digest: str | None = None) -> bytes:
-        response = self.client.get_object(self.bucket, self.key(relative))
-        try:
-            data = response.read()
-        finally:
-            response.close()
-            response.release_conn()
+        key = self.key(relative)
+
+        def read() -> bytes:
+            response = self.client.get_object(self.bucket, key)
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        data = self._call(read)
         if digest is not None and digest_bytes(data) != digest:
             raise DigestMismatch(f"{self.uri(relative)}: content digest {digest_bytes(data)} != expected {digest}")
         return data
 
     def exists(self, relative: str) -> bool:
+        key = self.key(relative)
         try:
-            self.client.stat_object(self.bucket, self.key(relative))
+            self._call(lambda: self.client.stat_object(self.bucket, key))
         except S3Error as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return False
@@ -134,20 +195,25 @@ class ObjectStore:
         return True
 
     def list(self, relative_prefix: str, recursive: bool = True) -> Iterator[str]:
-        """Keys under a prefix, relative to the store prefix."""
+        """Keys under a prefix, relative to the store prefix (streamed, so not retried)."""
         full = self.key(relative_prefix) if relative_prefix else (self.prefix + "/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
-        for item in self.client.list_objects(self.bucket, prefix=full, recursive=recursive):
-            yield item.object_name[strip:]
+        yield from self._listed(self.client.list_objects(self.bucket, prefix=full, recursive=recursive), strip)
 
     def list_after(self, relative_prefix: str, start_after: str | None = None) -> Iterator[str]:
         """Keys under a prefix that sort after `start_after` (both relative to the store prefix)."""
         strip = len(self.prefix) + 1 if self.prefix else 0
         after = self.key(start_after) if start_after else None
-        for item in self.client.list_objects(
-            self.bucket, prefix=self.key(relative_prefix), recursive=True, start_after=after
-        ):
-            yield item.object_name[strip:]
+        full = self.key(relative_prefix)
+        listing = self.client.list_objects(self.bucket, prefix=full, recursive=True, start_after=after)
+        yield from self._listed(listing, strip)
+
+    def _listed(self, listing: Iterable, strip: int) -> Iterator[str]:  # type: ignore[type-arg]
+        try:
+            for item in listing:
+                yield item.object_name[strip:]
+        except TRANSIENT_ERRORS as error:  # a listing is streamed page by page: not retried
+            raise StoreUnavailable(f"object store {self.endpoint} unreachable ({type(error).__name__})") from error
 
     def download(self, item: Download) -> int:
         data = self.get(item.key, item.digest)
@@ -162,7 +228,10 @@ class ObjectStore:
 
     # ---- writes ------------------------------------------------------------------------------------
     def put(self, relative: str, data: bytes, content_type: str = "application/octet-stream") -> str:
-        self.client.put_object(self.bucket, self.key(relative), io.BytesIO(data), len(data), content_type=content_type)
+        key = self.key(relative)
+        self._call(
+            lambda: self.client.put_object(self.bucket, key, io.BytesIO(data), len(data), content_type=content_type)
+        )
         return digest_bytes(data)
 
     def put_file(self, relative: str, path: Path, content_type: str = "application/octet-stream") -> str:
@@ -170,11 +239,13 @@ class ObjectStore:
         with path.open("rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
-        self.client.fput_object(self.bucket, self.key(relative), str(path), content_type=content_type)
+        key = self.key(relative)
+        self._call(lambda: self.client.fput_object(self.bucket, key, str(path), content_type=content_type))
         return "sha256:" + digest.hexdigest()
 
     def copy(self, source: str, destination: str) -> None:
-        self.client.copy_object(self.bucket, self.key(destination), CopySource(self.bucket, self.key(source)))
+        target, origin = self.key(destination), self.key(source)
+        self._call(lambda: self.client.copy_object(self.bucket, target, CopySource(self.bucket, origin)))
 
     def ensure_bucket(self) -> None:
         if not self.client.bucket_exists(self.bucket):

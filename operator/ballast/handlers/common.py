@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from ballast.adapters.kube import Clients
+from ballast.adapters.objectstore import StoreUnavailable, requests_made
 from ballast.api.common import Condition, StatusModel
 from ballast.policy.conditions import set_condition
 
@@ -55,3 +59,36 @@ def with_condition(
 def event(body: Any, reason: str, message: str, warning: bool = False) -> None:
     """A Kubernetes Event on the object, kubectl-describe style ("Created Job x")."""
     kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+
+
+STORE_RETRY_SECONDS = 5.0
+
+
+def say_in_message(patch: kopf.Patch) -> Callable[[str], None]:
+    """Report a problem in status.message (runs and releases have one)."""
+    return lambda message: patch.status.__setitem__("message", message)
+
+
+@contextmanager
+def reconciling(memo: Any, kind: str, patch: kopf.Patch, say: Callable[[str], None]) -> Iterator[None]:
+    """Around one reconcile: time it, count its errors and object-store requests (kopf runs each
+    sync handler on one worker thread, so the per-thread request count is this reconcile's), and
+    when the store is down report it with `say` and retry soon; nothing half-done is kept."""
+    metrics = memo.get("metrics")
+    started, requests = time.monotonic(), requests_made()
+    try:
+        yield
+    except StoreUnavailable as error:
+        if metrics is not None:
+            metrics.reconcile_errors.labels(kind).inc()
+        patch.clear()
+        say(f"{error}; retrying every {STORE_RETRY_SECONDS:.0f} s")
+        raise kopf.TemporaryError(str(error), delay=STORE_RETRY_SECONDS) from None
+    except Exception:
+        if metrics is not None:
+            metrics.reconcile_errors.labels(kind).inc()
+        raise
+    finally:
+        if metrics is not None:
+            metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
+            metrics.store_requests.labels(kind).inc(requests_made() - requests)

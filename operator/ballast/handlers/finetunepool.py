@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import kopf
@@ -23,7 +24,7 @@ from ballast.api.finetunepool import PLURAL, FineTunePoolSpec, FineTunePoolStatu
 from ballast.api.finetunerun import PLURAL as RUN_PLURAL
 from ballast.api.finetunerun import TERMINAL_PHASES, FineTuneRunSpec, SampleSnapshot
 from ballast.api.samples import render_manifest
-from ballast.handlers.common import POOL_INTERVAL, apply_status, clients, event, now, with_condition
+from ballast.handlers.common import POOL_INTERVAL, apply_status, clients, event, now, reconciling, with_condition
 from ballast.policy.finetunepool import PoolState, decide_trigger, run_name
 from ballast.policy.manifests import LABEL_POOL, build_run
 from ballast.policy.modelrelease import release_eligibility
@@ -100,6 +101,21 @@ def _adopt_rebases(
     return status
 
 
+def say_store_unreachable(body: Any, patch: kopf.Patch) -> Callable[[str], None]:
+    """Report a store problem as Ready=False ObjectStoreUnreachable (a pool has no message)."""
+
+    def say(message: str) -> None:
+        raw_status = dict(body.get("status") or {})
+        status = FineTunePoolStatus.model_validate(raw_status)
+        generation = body["metadata"].get("generation")
+        conditions = with_condition(
+            status.conditions, PoolCondition.READY, False, Reason.STORE_UNREACHABLE, message[:500], generation
+        )
+        apply_status(patch, raw_status, status.model_copy(update={"conditions": conditions}))
+
+    return say
+
+
 def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch, memo: Any) -> None:
     raw_status = dict(body.get("status") or {})
     status = FineTunePoolStatus.model_validate(raw_status)
@@ -120,10 +136,7 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
         new_keys = pool_store.list_index(store, name, status.index_cursor)
         new_rejections = list(store.list_after(f"pool/{name}/rejected/", status.rejection_cursor))
     except Exception as error:  # the Secret is missing or the store is down: say so, retry soon
-        conditions = with_condition(
-            status.conditions, PoolCondition.READY, False, Reason.STORE_UNREACHABLE, str(error)[:500], generation
-        )
-        apply_status(patch, raw_status, status.model_copy(update={"conditions": conditions}))
+        say_store_unreachable(body, patch)(str(error))
         raise kopf.TemporaryError(f"object store: {error}", delay=5) from None
 
     rejections = list(status.recent_rejections)
@@ -257,4 +270,5 @@ def record_pool_metrics(
 # also means two reconciles of one pool never race to freeze the same run's snapshot.
 @kopf.timer(GROUP, VERSION, PLURAL, interval=POOL_INTERVAL, initial_delay=POOL_INTERVAL)
 def pool_timer(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    reconcile(name, namespace, uid, body, patch, memo)
+    with reconciling(memo, "FineTunePool", patch, say_store_unreachable(body, patch)):
+        reconcile(name, namespace, uid, body, patch, memo)

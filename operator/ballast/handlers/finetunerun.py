@@ -25,7 +25,7 @@ from ballast.adapters.kube import (
     pod_failure,
     read_job,
 )
-from ballast.adapters.objectstore import ObjectStore
+from ballast.adapters.objectstore import ObjectStore, StoreUnavailable
 from ballast.api.common import GROUP, VERSION
 from ballast.api.conditions import Reason, RunCondition
 from ballast.api.contracts import GateReport, RunPlan, TrainResult, canonical_json, digest_bytes
@@ -43,7 +43,16 @@ from ballast.api.finetunerun import (
     SampleSnapshot,
 )
 from ballast.api.samples import parse_manifest
-from ballast.handlers.common import RUN_INTERVAL, apply_status, clients, event, now, with_condition
+from ballast.handlers.common import (
+    RUN_INTERVAL,
+    apply_status,
+    clients,
+    event,
+    now,
+    reconciling,
+    say_in_message,
+    with_condition,
+)
 from ballast.handlers.finetunepool import freeze_snapshot, snapshot_key
 from ballast.policy.finetunerun import RunObservation, Step, next_step
 from ballast.policy.manifests import LABEL_POOL, build_job, job_name
@@ -239,7 +248,9 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
         event(body, "Failed", message, warning=True)
         finish({"phase": "Failed", "message": message, "finished_at": now()})
         return
-    except Exception as error:  # the store or the API is down: retry, losing nothing
+    except StoreUnavailable:
+        raise  # said in status.message by the timer; retried soon
+    except Exception as error:  # the API is down: retry, losing nothing
         raise kopf.TemporaryError(f"observing run {name}: {error}", delay=5) from None
 
     update: dict[str, Any] = {"snapshot": snapshot, "started_at": status.started_at or now()}
@@ -373,4 +384,5 @@ def record_run_metrics(
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RUN_INTERVAL)
 def run_timer(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    reconcile(name, namespace, uid, body, patch, memo)
+    with reconciling(memo, "FineTuneRun", patch, say_in_message(patch)):
+        reconcile(name, namespace, uid, body, patch, memo)

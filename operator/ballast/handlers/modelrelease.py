@@ -27,7 +27,16 @@ from ballast.api.modelrelease import (
     ModelReleaseStatus,
     ReleaseRecord,
 )
-from ballast.handlers.common import RELEASE_INTERVAL, apply_status, clients, event, now, with_condition
+from ballast.handlers.common import (
+    RELEASE_INTERVAL,
+    apply_status,
+    clients,
+    event,
+    now,
+    reconciling,
+    say_in_message,
+    with_condition,
+)
 from ballast.policy.manifests import LABEL_POOL, deployment_patch
 from ballast.policy.modelrelease import Eligibility, release_eligibility
 
@@ -271,4 +280,5 @@ def _last_editor(body: Any) -> str | None:
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=RELEASE_INTERVAL)
 def release_timer(name: str, namespace: str, body: Any, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    reconcile(name, namespace, body, patch, memo)
+    with reconciling(memo, "ModelRelease", patch, say_in_message(patch)):
+        reconcile(name, namespace, body, patch, memo)
