@@ -22,14 +22,14 @@ def free_port() -> int:
 class AnswersEveryHead(BaseHTTPRequestHandler):
     """Just enough S3 for stat_object: the bucket's region, and every object exists and is empty."""
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_GET(self) -> None:
         body = b'<LocationConstraint xmlns="http://s3.amazonaws.com/doc/2006-03-01/">us-east-1</LocationConstraint>'
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
-    def do_HEAD(self) -> None:  # noqa: N802 (the http.server naming)
+    def do_HEAD(self) -> None:
         self.send_response(200)
         self.send_header("ETag", '"d41d8cd98f00b204e9800998ecf8427e"')
         self.send_header("Last-Modified", formatdate(usegmt=True))
