@@ -16,14 +16,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubernetes import config
 
 from ballast.api.common import Approval
 from ballast.api.samples import SampleError
+
+if TYPE_CHECKING:
+    from ballast.adapters.objectstore import ObjectStore
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -147,32 +151,50 @@ def export_pairs(directory: Path, fmt: str) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def _samples_import(args: argparse.Namespace) -> int:
+@dataclass
+class ImportReport:
+    added: list[str] = field(default_factory=list)
+    already_there: list[str] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)  # image file name -> why
+
+
+def import_export(
+    store: ObjectStore, pool: str, num_classes: int, directory: Path, fmt: str, args: argparse.Namespace
+) -> ImportReport:
+    """Add every (image, label) pair of an export; a bad pair is refused (with why) and writes no
+    sample; a sample already in the pool is left as it is (samples are immutable)."""
     from ballast.adapters.pool import SampleExists, add_sample
 
-    kube = _kube()
-    store, spec = _pool_store(kube, _namespace(args), args.pool)
-    source = {"yolo": "yolo-folder", "label-studio": "label-studio", "cvat": "cvat"}[args.format]
-    pairs = export_pairs(args.directory, args.format)
-    if not pairs:
-        print(f"refused: no images found under {args.directory}", file=sys.stderr)
-        return 1
-    added, refused = 0, 0
-    for image, label in pairs:
+    source = {"yolo": "yolo-folder", "label-studio": "label-studio", "cvat": "cvat"}[fmt]
+    report = ImportReport()
+    for image, label in export_pairs(directory, fmt):
         if not label.exists():
-            print(f"refused {image.name}: no label file {label}", file=sys.stderr)
-            refused += 1
+            report.refused[image.name] = f"no label file {label}"
             continue
         try:
-            add_sample(store, args.pool, _sample(image, label, image.stem, args, source), len(spec.classes))
-            added += 1
+            record = add_sample(store, pool, _sample(image, label, image.stem, args, source), num_classes)
+            report.added.append(record.id)
         except SampleExists:
-            continue
+            report.already_there.append(image.stem)
         except SampleError as error:
-            print(f"refused {image.name}: {error}", file=sys.stderr)
-            refused += 1
-    print(f"imported {added} samples into pool {args.pool}; refused {refused}")
-    return 1 if refused else 0
+            report.refused[image.name] = str(error)
+    return report
+
+
+def _samples_import(args: argparse.Namespace) -> int:
+    kube = _kube()
+    store, spec = _pool_store(kube, _namespace(args), args.pool)
+    if not export_pairs(args.directory, args.format):
+        print(f"refused: no images found under {args.directory}", file=sys.stderr)
+        return 1
+    report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
+    for name, why in report.refused.items():
+        print(f"refused {name}: {why}", file=sys.stderr)
+    print(
+        f"imported {len(report.added)} samples into pool {args.pool}; "
+        f"{len(report.already_there)} already there; refused {len(report.refused)}"
+    )
+    return 1 if report.refused else 0
 
 
 def _runs_approve(args: argparse.Namespace) -> int:
