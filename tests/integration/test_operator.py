@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +116,23 @@ def test_49_samples_do_not_trigger_a_run_and_the_50th_triggers_exactly_one(
     job = client.BatchV1Api(kube).read_namespaced_job("invoices-run-1-train", namespace)
     assert job.metadata.owner_references[0].name == "invoices-run-1"
     assert job.spec.template.spec.containers[0].command[:2] == ["ballast-trainer", "train"]
+
+
+def test_samples_written_by_many_writers_while_the_operator_counts_are_all_counted(
+    kube, namespace, store_secret, pool_store, operator_process, cluster, monkeypatch
+):
+    start_pool(kube, cluster, namespace, pool_store, triggers={"minNewSamples": 1000})
+    write_pool_samples(pool_store, "invoices", range(400), size=32, workers=16)  # 16 concurrent writers
+    eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 400, 60, what="400 counted")
+    # A writer whose index PUT stalled: its key is stamped 30 s ago, before keys already counted.
+    # (Before the settle window the cursor had passed it and it was never counted.)
+    stalled = datetime.now(UTC) - timedelta(seconds=30)
+    monkeypatch.setattr("ballast.adapters.pool.now", lambda: stalled)
+    write_pool_samples(pool_store, "invoices", range(400, 401), size=32, workers=1)
+    eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 401, 30, what="the late key counted")
+    time.sleep(5)  # and it stays exact: nothing counted twice
+    assert pool_status(kube, namespace)["verifiedSamples"] == 401
+    assert runs(kube, namespace) == []
 
 
 def test_a_hand_made_run_on_a_10_sample_pool_fails_before_any_job_exists(

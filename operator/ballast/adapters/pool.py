@@ -12,7 +12,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
@@ -113,27 +113,61 @@ def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: in
     store.put(f"{base}/image.{extension}", sample.image, f"image/{'jpeg' if extension == 'jpg' else extension}")
     store.put(f"{base}/label.txt", sample.labels.encode(), "text/plain")
     store.put(f"{base}/sample.json", record.model_dump_json(by_alias=True).encode(), "application/json")
-    store.put(index_key(pool, record), b"", "text/plain")
+    store.put(index_key(pool, record, now()), b"", "text/plain")
     return record
 
 
 # ---- the pool index ------------------------------------------------------------------------------
 # One empty object per verified sample, whose key carries everything a run's manifest needs:
-#   pool/<pool>/index/<reviewed-at, sortable>~<id>~<image file>~<image hex>~<label hex>
+#   pool/<pool>/index/<written-at, sortable>~<id>~<image file>~<image hex>~<label hex>
 # Counting is a listing (1000 keys per call), incremental with start-after; no sample is read.
+#
+# Writers run concurrently (several importers, several threads), so a key stamped earlier can
+# appear after a later one was listed. The counting cursor therefore only passes keys older than
+# SETTLE_SECONDS (by the writer's clock, stamped just before its PUT); younger keys are listed and
+# counted again on every reconcile until they settle. A key is missed only if it became visible
+# more than SETTLE_SECONDS after its stamp (a writer clock that far behind, or a stalled PUT).
 
 _SEP = "~"
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+SETTLE_SECONDS = 300.0
 
 
 def index_prefix(pool: str) -> str:
     return f"pool/{pool}/index/"
 
 
-def index_key(pool: str, record: SampleRecord) -> str:
-    stamp = record.reviewed_at.astimezone(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+def index_key(pool: str, record: SampleRecord, written_at: datetime) -> str:
+    stamp = written_at.astimezone(UTC).strftime(_STAMP)
     return index_prefix(pool) + _SEP.join(
         (stamp, record.id, record.image_file, record.image_digest[7:], record.label_digest[7:])
     )
+
+
+def index_stamp(key: str) -> datetime:
+    return datetime.strptime(key.rsplit("/", 1)[-1].split(_SEP, 1)[0], _STAMP).replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class IndexCount:
+    total: int  # every index key listed: settled ones plus the young tail
+    cursor: str | None  # the last settled key; listing resumes after it
+    settled: int  # keys up to and including the cursor
+
+
+def count_index(
+    keys_after_cursor: list[str], cursor: str | None, settled: int, now: datetime, settle: float = SETTLE_SECONDS
+) -> IndexCount:
+    """Advance the count over the keys listed after `cursor` (sorted, as the store lists them)."""
+    horizon = now - timedelta(seconds=settle)
+    newly_settled = 0
+    for key in keys_after_cursor:
+        if index_stamp(key) >= horizon:
+            break
+        newly_settled += 1
+    if newly_settled:
+        cursor = keys_after_cursor[newly_settled - 1]
+    return IndexCount(total=settled + len(keys_after_cursor), cursor=cursor, settled=settled + newly_settled)
 
 
 def ref_from_index_key(pool: str, key: str) -> SampleRef:

@@ -64,7 +64,12 @@ class FineTunePoolStatus(StatusModel):
     current_base_model: ModelRef | None = Field(
         None, description="A base this pool adopted from a passed Rebase run (newer than spec.baseModel)."
     )
-    index_cursor: str | None = Field(None, description="Last sample-index key counted (incremental listing).")
+    index_cursor: str | None = Field(
+        None, description="Last settled sample-index key; counting lists only the keys after it."
+    )
+    settled_samples: int | None = Field(
+        None, description="Index keys up to and including indexCursor (absent: every counted key is settled)."
+    )
     rejection_cursor: str | None = Field(None, description="Last rejection record counted.")
     active_run: str | None = Field(None, description="The FineTuneRun in progress, if any.")
     last_run: str | None = None

@@ -241,7 +241,8 @@ class PodWorker:
 
     def _env(self, container: Any) -> dict[str, str]:
         env: dict[str, str] = {
-            "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+            "PATH": f"{self.agent.path_prefix}:" * bool(self.agent.path_prefix)
+            + f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
             "HOME": str(self.directory / "home"),
             "HOSTNAME": self.name,
             "LANG": "C.UTF-8",
@@ -699,8 +700,10 @@ class NodeAgent:
         state_dir: Path,
         capacity: dict[str, str],
         apiserver_port: int,
+        path_prefix: str = "",
     ) -> None:
         self.core = core
+        self.path_prefix = path_prefix  # searched before the project's entrypoints (stand-ins in benchmarks)
         self.coordination = coordination
         self.node_name = node_name
         self.state_dir = state_dir
@@ -719,7 +722,8 @@ class NodeAgent:
     def would_hide_itself(self, mount_path: str) -> bool:
         """Would a mount at `mount_path` cover the project's Python or the agent's state?"""
         target = os.path.realpath(mount_path).rstrip("/") + "/"
-        protected = (sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), str(self.state_dir.resolve()))
+        protected = [sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), str(self.state_dir.resolve())]
+        protected += [path for path in self.path_prefix.split(":") if path]
         return any((os.path.realpath(path).rstrip("/") + "/").startswith(target) for path in protected)
 
     # ---- node and lease ----------------------------------------------------------------------------
@@ -969,6 +973,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node-name", default="ballast-node")
     parser.add_argument("--apiserver-port", type=int, required=True)
     parser.add_argument("--capacity", action="append", default=[], help="resource=amount, e.g. nvidia.com/gpu=1")
+    parser.add_argument(
+        "--path-prefix", default="", help="directories searched first for pod commands (a benchmark's stand-ins)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     capacity = {
@@ -990,6 +997,7 @@ def main(argv: list[str] | None = None) -> int:
         args.state_dir,
         capacity,
         args.apiserver_port,
+        args.path_prefix,
     )
     agent.clean_orphans()
 

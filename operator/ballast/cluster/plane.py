@@ -196,6 +196,7 @@ def up(
     node_name: str = DEFAULT_NODE,
     capacity: dict[str, str] | None = None,
     with_minio: bool = True,
+    path_prefix: str = "",
     log: Callable[[str], None] = print,
 ) -> ClusterInfo:
     """Start the whole plane (building missing binaries first). Reuses a running one.
@@ -204,7 +205,14 @@ def up(
     """
     for attempt in range(3):
         try:
-            return _up_once(state_dir, node_name=node_name, capacity=capacity, with_minio=with_minio, log=log)
+            return _up_once(
+                state_dir,
+                node_name=node_name,
+                capacity=capacity,
+                with_minio=with_minio,
+                path_prefix=path_prefix,
+                log=log,
+            )
         except RuntimeError as error:
             if "address already in use" not in str(error) or attempt == 2:
                 raise
@@ -218,6 +226,7 @@ def _up_once(
     node_name: str,
     capacity: dict[str, str] | None,
     with_minio: bool,
+    path_prefix: str,
     log: Callable[[str], None],
 ) -> ClusterInfo:
     state = (state_dir or default_state_dir()).resolve()
@@ -368,6 +377,8 @@ def _up_once(
         ]
         for resource, amount in (capacity or {}).items():
             agent_args.append(f"--capacity={resource}={amount}")
+        if path_prefix:
+            agent_args.append(f"--path-prefix={path_prefix}")
         agent = start("node-agent", agent_args, [])
         if with_minio:
             minio_port, console_port = free_port(), free_port()

@@ -143,7 +143,9 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
     for key in new_rejections:
         document = json.loads(store.get(key))
         rejections.append(RejectedSample(id=document["id"], reason=document["reason"]))
-    verified = status.verified_samples + len(new_keys)
+    settled = status.verified_samples if status.settled_samples is None else status.settled_samples
+    index = pool_store.count_index(new_keys, status.index_cursor, settled, now())
+    verified = index.total
     runs = list_custom(kube, namespace, RUN_PLURAL, f"{LABEL_POOL}={name}")
     status = _adopt_rebases(store, runs, status, body)
     runs.sort(key=lambda r: (r["metadata"]["creationTimestamp"], _run_number(name, r["metadata"]["name"])))
@@ -216,7 +218,8 @@ def reconcile(name: str, namespace: str, uid: str, body: Any, patch: kopf.Patch,
         update={
             "observed_generation": generation,
             "verified_samples": verified,
-            "index_cursor": new_keys[-1] if new_keys else status.index_cursor,
+            "index_cursor": index.cursor,
+            "settled_samples": index.settled,
             "rejection_cursor": new_rejections[-1] if new_rejections else status.rejection_cursor,
             "rejected_samples": status.rejected_samples + len(new_rejections),
             "recent_rejections": rejections[-RECENT_REJECTIONS:],
