@@ -7,9 +7,9 @@ Issue 9, part 3. On the local cluster, with the trainer replaced by a fast stand
 the figures are the operator's:
 
 1. `--pools` pools with 49 samples each; then the 50th sample lands in every pool at once, so as
-   many runs plan, train, gate and finish concurrently. Reconcile lag is measured from a client
-   watch (millisecond receive times): 50th sample -> run created, run created -> training Job,
-   training Job done -> gate Job, gate Job done -> verdict in status.
+   many runs plan, train, gate and finish concurrently. Reconcile lag, from server-side times on
+   this host's clock (1 s resolution for creation/completion times): 50th sample -> run created,
+   run created -> training Job, training Job done -> gate Job, gate Job done -> verdict in status.
 2. One pool receiving `--big-pool` samples while the operator counts them; then a run plans all of
    them at once.
 3. `--alerts-per-minute` Alertmanager webhook posts for two minutes, round-robin over the pools; a
@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from kubernetes import client, config, watch
+from kubernetes import client, config
 from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
@@ -69,53 +69,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-class Watcher:
-    """First time (monotonic, as received) each run and Job reached each state of interest."""
-
-    def __init__(self, api: client.ApiClient) -> None:
-        self.api = api
-        self.seen: dict[tuple[str, str, str], float] = {}
-        self.stop = threading.Event()
-        self.threads = [
-            threading.Thread(target=self._watch, args=("run",), daemon=True),
-            threading.Thread(target=self._watch, args=("job",), daemon=True),
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def mark(self, kind: str, name: str, state: str) -> None:
-        self.seen.setdefault((kind, name, state), time.monotonic())
-
-    def _watch(self, kind: str) -> None:
-        custom, batch = client.CustomObjectsApi(self.api), client.BatchV1Api(self.api)
-        while not self.stop.is_set():
-            stream = watch.Watch()
-            try:
-                if kind == "run":
-                    events = stream.stream(
-                        custom.list_namespaced_custom_object, GROUP, VERSION, NS, "finetuneruns", timeout_seconds=30
-                    )
-                else:
-                    events = stream.stream(batch.list_namespaced_job, NS, timeout_seconds=30)
-                for event in events:
-                    obj = event["object"]
-                    if kind == "run":
-                        name = obj["metadata"]["name"]
-                        self.mark("run", name, "created")
-                        phase = (obj.get("status") or {}).get("phase")
-                        if phase:
-                            self.mark("run", name, phase)
-                    else:
-                        self.mark("job", obj.metadata.name, "created")
-                        if obj.status and obj.status.succeeded:
-                            self.mark("job", obj.metadata.name, "succeeded")
-                    if self.stop.is_set():
-                        break
-            except Exception:  # a watch that expired or broke is started again
-                time.sleep(0.2)
-
-    def at(self, kind: str, name: str, state: str) -> float | None:
-        return self.seen.get((kind, name, state))
+def wall(stamp: object) -> float | None:
+    """A Kubernetes timestamp (datetime or RFC 3339 text) as epoch seconds."""
+    if stamp is None:
+        return None
+    if isinstance(stamp, datetime):
+        return stamp.timestamp()
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
 class OperatorProbe:
@@ -220,7 +180,7 @@ def all_runs_finished(custom: client.CustomObjectsApi, expected: int) -> bool:
     return len(runs) >= expected and len(finished) == len(runs)
 
 
-def many_pools(args, store, custom, watcher, probe, endpoint, base_digest) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def many_pools(args, store, custom, probe, endpoint, base_digest) -> dict[str, object]:  # type: ignore[no-untyped-def]
     names = [f"pool-{i:03d}" for i in range(args.pools)]
     started = time.monotonic()
     with ThreadPoolExecutor(4) as executor:
@@ -244,32 +204,42 @@ def many_pools(args, store, custom, watcher, probe, endpoint, base_digest) -> di
 
     def add_fiftieth(name: str) -> None:
         write_pool_samples(store, name, range(49, 50), size=32, workers=1)
-        fiftieth[name] = time.monotonic()
+        fiftieth[name] = time.time()
 
     with ThreadPoolExecutor(16) as executor:
         list(executor.map(add_fiftieth, names))
     eventually(lambda: all_runs_finished(custom, args.pools), 1800, interval=3, what="every run finished")
     figures = window.close()
 
+    # Server-side times, one clock (this host): creationTimestamp and Job completionTime have 1 s
+    # resolution, the run's finishedAt (the operator's clock) microseconds; the sample's is ours.
+    # The operator acts on a Job's succeeded count; the job controller stamps completionTime later
+    # (minutes later on this saturated machine), so wait for every stamp before reading them.
+    batch = client.BatchV1Api(custom.api_client)
+    eventually(
+        lambda: all(j.status.completion_time for j in batch.list_namespaced_job(NS).items),
+        600,
+        interval=5,
+        what="every Job's completionTime",
+    )
+    jobs = {j.metadata.name: j for j in batch.list_namespaced_job(NS).items}
+    runs_by_name = {r["metadata"]["name"]: r for r in custom_list(custom, "finetuneruns")}
     lags: dict[str, list[float]] = {
-        k: [] for k in ("trigger", "plan_to_train_job", "train_to_gate_job", "gate_to_verdict", "sample_to_verdict")
+        k: []
+        for k in ("trigger", "run_to_train_job", "train_done_to_gate_job", "gate_done_to_verdict", "sample_to_verdict")
     }
     for name in names:
-        run = f"{name}-run-1"
-        at = {
-            "created": watcher.at("run", run, "created"),
-            "train": watcher.at("job", f"{run}-train", "created"),
-            "trained": watcher.at("job", f"{run}-train", "succeeded"),
-            "gate": watcher.at("job", f"{run}-gate", "created"),
-            "gated": watcher.at("job", f"{run}-gate", "succeeded"),
-            "done": watcher.at("run", run, "Succeeded"),
-        }
+        run = runs_by_name.get(f"{name}-run-1")
+        train, gate = jobs.get(f"{name}-run-1-train"), jobs.get(f"{name}-run-1-gate")
+        if run is None or train is None or gate is None:
+            continue
+        created, finished = wall(run["metadata"]["creationTimestamp"]), wall(run["status"].get("finishedAt"))
         pairs = {
-            "trigger": (fiftieth.get(name), at["created"]),
-            "plan_to_train_job": (at["created"], at["train"]),
-            "train_to_gate_job": (at["trained"], at["gate"]),
-            "gate_to_verdict": (at["gated"], at["done"]),
-            "sample_to_verdict": (fiftieth.get(name), at["done"]),
+            "trigger": (fiftieth.get(name), created),
+            "run_to_train_job": (created, wall(train.metadata.creation_timestamp)),
+            "train_done_to_gate_job": (wall(train.status.completion_time), wall(gate.metadata.creation_timestamp)),
+            "gate_done_to_verdict": (wall(gate.status.completion_time), finished),
+            "sample_to_verdict": (fiftieth.get(name), finished),
         }
         for key, (start, end) in pairs.items():
             if start is not None and end is not None:
@@ -343,7 +313,7 @@ def alert_payload(pool: str, index: int) -> bytes:
     return json.dumps(payload).encode()
 
 
-def alert_stream(args, store, custom, watcher, probe, http_port: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def alert_stream(args, store, custom, probe, http_port: int) -> dict[str, object]:  # type: ignore[no-untyped-def]
     names = [f"pool-{i:03d}" for i in range(args.pools)]
     armed = names[: args.armed_pools]
     # Armed pools: 50 samples waiting, volume trigger raised above them, so only an alert starts a run.
@@ -382,17 +352,17 @@ def alert_stream(args, store, custom, watcher, probe, http_port: int) -> dict[st
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )
         sent = time.monotonic()
+        first_alert.setdefault(pool, time.time())
         with urllib.request.urlopen(request, timeout=30) as response:
             statuses[response.status] = statuses.get(response.status, 0) + 1
         latencies.append(time.monotonic() - sent)
-        first_alert.setdefault(pool, sent)
     eventually(lambda: all_runs_finished(custom, len(runs_before) + len(armed)), 600, interval=2, what="alert runs")
     time.sleep(10)  # any run a repeat alert wrongly started would show by now
     figures = window.close()
     new_runs = [r for r in custom_list(custom, "finetuneruns") if r["metadata"]["name"] not in runs_before]
     alert_lag = []
     for run in new_runs:
-        created = watcher.at("run", run["metadata"]["name"], "created")
+        created = wall(run["metadata"]["creationTimestamp"])
         if created is not None and run["spec"]["pool"] in first_alert:
             alert_lag.append(created - first_alert[run["spec"]["pool"]])
     return {
@@ -416,6 +386,14 @@ def integrity(store, batch: client.BatchV1Api, custom: client.CustomObjectsApi, 
     expected = {f"pool-{i:03d}": 100 if i < args.armed_pools else 50 for i in range(args.pools)} | {
         "big": args.big_pool
     }
+    by_trigger: dict[str, int] = {}
+    for run in runs:
+        by_trigger[run["spec"].get("trigger", "?")] = by_trigger.get(run["spec"].get("trigger", "?"), 0) + 1
+    armed = {f"pool-{i:03d}" for i in range(args.armed_pools)}
+
+    def expected_runs(pool: str) -> int:
+        return 2 if pool in armed else 1
+
     return {
         "jobs": len(jobs),
         "duplicate_jobs": len(jobs) - len(set(jobs)),
@@ -424,8 +402,15 @@ def integrity(store, batch: client.BatchV1Api, custom: client.CustomObjectsApi, 
         "samples_indexed": sum(indexed.values()),
         "samples_expected": sum(expected.values()),
         "pools_with_missing_samples": sorted(n for n, count in expected.items() if indexed.get(n) != count),
-        "pools_with_two_runs_for_one_trigger": sorted(
-            n for n in expected if sum(r["spec"]["pool"] == n for r in runs) > 1
+        "pools_whose_status_count_differs": sorted(
+            p["metadata"]["name"]
+            for p in pools
+            if (p.get("status") or {}).get("verifiedSamples") != indexed[p["metadata"]["name"]]
+        ),
+        "runs_by_trigger": by_trigger,
+        # Volume for every pool, plus Alert for the armed ones: any other count is a run too many or too few.
+        "pools_with_unexpected_runs": sorted(
+            n for n in expected if sum(r["spec"]["pool"] == n for r in runs) != expected_runs(n)
         ),
     }
 
@@ -448,7 +433,7 @@ def main() -> None:
             path_prefix=str(write_standin(root / "standin")),
             log=lambda _m: None,
         )
-        operator = watcher = probe = None
+        operator = probe = None
         try:
             configuration = client.Configuration()
             config.load_kube_config(info.kubeconfig, client_configuration=configuration)
@@ -474,23 +459,20 @@ def main() -> None:
             assert operator.process is not None
             eventually(lambda: _answers(f"http://127.0.0.1:{http_port}/metrics"), 60, what="operator metrics endpoint")
             probe = OperatorProbe(operator.process.pid, f"http://127.0.0.1:{http_port}/metrics")
-            watcher = Watcher(api)
             endpoint = info.minio_endpoint
 
             print(f"phase 1: {args.pools} pools, {args.pools} concurrent runs", flush=True)
-            report["many_pools"] = many_pools(args, store, custom, watcher, probe, endpoint, base_digest)
+            report["many_pools"] = many_pools(args, store, custom, probe, endpoint, base_digest)
             print(json.dumps(report["many_pools"], indent=2), flush=True)
             print(f"phase 2: one pool with {args.big_pool} samples", flush=True)
             report["big_pool"] = big_pool(args, store, custom, probe, endpoint, base_digest)
             print(json.dumps(report["big_pool"], indent=2), flush=True)
             print(f"phase 3: {args.alerts_per_minute} alerts a minute for {args.alert_minutes} min", flush=True)
-            report["alerts"] = alert_stream(args, store, custom, watcher, probe, http_port)
+            report["alerts"] = alert_stream(args, store, custom, probe, http_port)
             print(json.dumps(report["alerts"], indent=2), flush=True)
             report["integrity"] = integrity(store, batch, custom, args)
             report["operator_rss_mib_at_end"] = round(rss_mib(operator.process.pid), 1)
         finally:
-            if watcher:
-                watcher.stop.set()
             if probe:
                 probe.stop.set()
             if operator:
