@@ -662,7 +662,16 @@ class PodWorker:
 
     def _wait_for_deletion(self) -> None:
         # A terminal pod stays until someone deletes it; then finish the deletion the kubelet's way.
+        # Its final status is sent again until the apiserver took it: nothing else will change to
+        # trigger a report, and a refused patch (429 under load, a restart) must not leave the pod
+        # Running forever (found by benchmarks/load.py with 400 pods).
+        ticks = 0
         while self.stop_requested_at is None:
+            if ticks % 4 == 0:
+                # Forced when the apiserver shows another phase (an older patch landed last).
+                seen = self.pod.status.phase if self.pod.status else None
+                self.report(force=seen is not None and seen != self._phase())
+            ticks += 1
             time.sleep(0.5)
         self._finish_stop()
 
