@@ -214,13 +214,18 @@ def many_pools(args, store, custom, probe, endpoint, base_digest) -> dict[str, o
     # Server-side times, one clock (this host): creationTimestamp and Job completionTime have 1 s
     # resolution, the run's finishedAt (the operator's clock) microseconds; the sample's is ours.
     # The operator acts on a Job's succeeded count; the job controller stamps completionTime later
-    # (minutes later on this saturated machine), so wait for every stamp before reading them.
+    # (minutes later on this saturated machine), so wait for every Job to be stamped or Failed.
     batch = client.BatchV1Api(custom.api_client)
+
+    def settled(job: client.V1Job) -> bool:
+        failed = any(c.type == "Failed" and c.status == "True" for c in job.status.conditions or [])
+        return bool(job.status.completion_time) or failed
+
     eventually(
-        lambda: all(j.status.completion_time for j in batch.list_namespaced_job(NS).items),
+        lambda: all(settled(j) for j in batch.list_namespaced_job(NS).items),
         600,
         interval=5,
-        what="every Job's completionTime",
+        what="every Job complete or failed",
     )
     jobs = {j.metadata.name: j for j in batch.list_namespaced_job(NS).items}
     runs_by_name = {r["metadata"]["name"]: r for r in custom_list(custom, "finetuneruns")}
