@@ -9,11 +9,10 @@ from pydantic import ValidationError
 
 from ballast.adapters.objectstore import UnsafeKey, safe_key
 from ballast.api.alerts import AlertmanagerPayload
-from ballast.api.contracts import SampleRecord
 from ballast.api.samples import SampleError, parse_labels, parse_manifest
 from ballast.policy.alerts import pool_alerts
 
-from .builders import DIGEST, T0
+from .builders import DIGEST, a_sample_record
 
 
 @pytest.mark.parametrize(
@@ -92,19 +91,7 @@ def test_a_manifest_line_escaping_the_prefix_is_refused() -> None:
 @pytest.mark.parametrize("sample_id", ["../evil", "a/b", "", ".hidden", "x" * 200])
 def test_sample_ids_that_are_not_plain_names_are_refused(sample_id: str) -> None:
     with pytest.raises(ValidationError, match="id"):
-        SampleRecord(
-            id=sample_id,
-            document_id="d",
-            reported_by="u",
-            reported_at=T0,
-            reviewed_by="r",
-            reviewed_at=T0,
-            label_source="ballast-cli",
-            image_file="image.png",
-            image_digest=DIGEST,
-            label_digest=DIGEST,
-            boxes=1,
-        )
+        a_sample_record(sample_id)
 
 
 GOOD_ALERT = {

@@ -8,31 +8,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ballast.adapters.pool import SETTLE_SECONDS, count_index, index_key, index_stamp
-from ballast.api.contracts import SampleRecord
 
-from .builders import DIGEST
+from .builders import a_sample_record
 
 T0 = datetime(2026, 11, 26, 8, 0, tzinfo=UTC)
 
 
-def record(sample_id: str) -> SampleRecord:
-    return SampleRecord(
-        id=sample_id,
-        document_id=sample_id,
-        reported_by="support",
-        reported_at=T0,
-        reviewed_by="ana",
-        reviewed_at=T0,
-        label_source="ballast-cli",
-        image_file="image.png",
-        image_digest=DIGEST,
-        label_digest=DIGEST,
-        boxes=1,
-    )
-
-
 def key_at(seconds: float, sample_id: str) -> str:
-    return index_key("p", record(sample_id), T0 + timedelta(seconds=seconds))
+    return index_key("p", a_sample_record(sample_id), T0 + timedelta(seconds=seconds))
 
 
 def test_the_stamp_is_the_write_time_and_keys_sort_by_it():
