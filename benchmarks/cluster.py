@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ballast.cluster import build, plane
+from ballast_dev.cluster import build, plane
 
 
 def rss_mib(pid: int) -> float:
@@ -46,7 +46,7 @@ def cold_build(fresh_modules: bool) -> dict[str, float]:
             env["GOMODCACHE"] = f"{scratch}/gomod"
         started = time.monotonic()
         out = subprocess.run(
-            [sys.executable, "-m", "ballast.cluster.build"], env=env, check=True, capture_output=True, text=True
+            [sys.executable, "-m", "ballast_dev.cluster.build"], env=env, check=True, capture_output=True, text=True
         )
         per_part = json.loads(out.stdout.strip().splitlines()[-1])
         per_part["total"] = round(time.monotonic() - started, 1)

@@ -23,12 +23,13 @@ from pathlib import Path
 from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.contracts import GateReport, RunPlan, canonical_json
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
-from ballast.cluster import plane
 from ballast.policy.mixing import draw_old_samples, old_sample_count
-from ballast.synth import CLASSES
-from ballast.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
+from ballast_dev.cluster import plane
+from ballast_dev.synth import CLASSES
+from ballast_dev.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,6 +59,7 @@ def main() -> None:
             for name, old in (("failures-only", []), ("seed-mix", [r for r in anchor.train if r.image in drawn])):
                 plan = RunPlan(
                     run=name,
+                    run_uid="bench",
                     pool="bench",
                     kind="FineTune",
                     bucket="bench",
@@ -73,18 +75,19 @@ def main() -> None:
                     rebase=RebaseParams(),
                     gates=GateThresholds(),
                 )
-                store.put(f"runs/{name}/plan.json", canonical_json(plan))
+                files = layout.RunArtifacts(plan.run, plan.run_uid)
+                store.put(files.plan, canonical_json(plan))
                 started = time.monotonic()
                 log = (Path(scratch) / f"{name}.log").open("w")
                 for stage in ("train", "gate"):
                     subprocess.run(
-                        [trainer, stage, "--plan", store.uri(f"runs/{name}/plan.json")],
+                        [trainer, stage, "--plan", store.uri(files.plan)],
                         env=env,
                         check=True,
                         stdout=log,
                         stderr=subprocess.STDOUT,
                     )
-                gate = GateReport.model_validate_json(store.get(f"runs/{name}/gate-report.json"))
+                gate = GateReport.model_validate_json(store.get(files.gate_report))
                 report[name] = {
                     "new": len(failures),
                     "old": len(old),

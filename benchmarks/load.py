@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/load.py [--pools 200] [--big-pool 10000] [--alerts-per-minute 100]
 
 Issue 9, part 3. On the local cluster, with the trainer replaced by a fast stand-in
-(ballast.testing.standin_trainer, put first on the node agent's PATH for this benchmark only), so
+(ballast_dev.testing.standin_trainer, put first on the node agent's PATH for this benchmark only), so
 the figures are the operator's:
 
 1. `--pools` pools with 49 samples each; then the 50th sample lands in every pool at once, so as
@@ -41,12 +41,12 @@ from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.adapters.pool import list_index
-from ballast.cluster import plane
-from ballast.cluster.plane import free_port
-from ballast.synth import CLASSES
-from ballast.testing.datasets import write_pool_samples
-from ballast.testing.kube import eventually, install_crds
-from ballast.testing.operator import OperatorProcess
+from ballast_dev.cluster import plane
+from ballast_dev.cluster.plane import free_port
+from ballast_dev.synth import CLASSES
+from ballast_dev.testing.datasets import BASE_KEY, write_pool_samples
+from ballast_dev.testing.kube import eventually, install_crds
+from ballast_dev.testing.operator import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -164,7 +164,7 @@ def write_standin(directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     entry = directory / "ballast-trainer"
     entry.write_text(
-        f"#!{sys.executable}\nimport sys\nfrom ballast.testing.standin_trainer import main\nsys.exit(main())\n"
+        f"#!{sys.executable}\nimport sys\nfrom ballast_dev.testing.standin_trainer import main\nsys.exit(main())\n"
     )
     entry.chmod(0o755)
     return directory
@@ -455,7 +455,7 @@ def main() -> None:
             lines = [f"anchor/{i:05d}.png {digest} {digest}" for i in range(ANCHOR)]
             store.put("anchor/train.txt", ("\n".join(lines) + "\n").encode())
             store.put("anchor/test.txt", ("\n".join(lines[:100]) + "\n").encode())
-            base_digest = store.put("models/base_v1/model.pt", b"stand-in base weights")
+            base_digest = store.put(BASE_KEY, b"stand-in base weights")
             eventually(lambda: core.list_namespaced_service_account(NS).items, 30)
             http_port = free_port()
             operator = OperatorProcess(

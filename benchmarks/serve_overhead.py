@@ -1,4 +1,4 @@
-"""`ballast serve` overhead per image over a bare Ultralytics predict call, on CPU.
+"""`ballast-trainer serve` overhead per image over a bare Ultralytics predict call, on CPU.
 
     .venv/bin/python benchmarks/serve_overhead.py [--requests 200] [--imgsz 256]
 
@@ -23,11 +23,12 @@ from pathlib import Path
 
 from minio import Minio
 
-from ballast import offline
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.contracts import digest_bytes
-from ballast.cluster import plane
-from ballast.synth import render
+from ballast_dev.cluster import plane
+from ballast_dev.synth import render
+from ballast_dev.testing.datasets import BASE_KEY
+from ballast_trainer import offline
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,21 +51,21 @@ def main() -> None:
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
             store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
             weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
-            store.put("models/base_v1/model.pt", weights)
+            store.put(BASE_KEY, weights)
             port = plane.free_port()
             env = dict(
                 os.environ,
                 BALLAST_S3_ENDPOINT=info.minio_endpoint,
                 BALLAST_S3_ACCESS_KEY=info.minio_access_key,
                 BALLAST_S3_SECRET_KEY=info.minio_secret_key,
-                BALLAST_MODEL_URI=store.uri("models/base_v1/model.pt"),
+                BALLAST_MODEL_URI=store.uri(BASE_KEY),
                 BALLAST_MODEL_DIGEST=digest_bytes(weights),
                 BALLAST_MODEL_VERSION="base_v1",
                 BALLAST_POOL="bench",
             )
             server = subprocess.Popen(
                 [
-                    str(Path(sys.executable).parent / "ballast"),
+                    str(Path(sys.executable).parent / "ballast-trainer"),
                     "serve",
                     "--port",
                     str(port),

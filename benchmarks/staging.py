@@ -21,12 +21,13 @@ from pathlib import Path
 from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.contracts import Lineage, RunPlan, canonical_json, digest_bytes
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
 from ballast.api.samples import SampleRef
-from ballast.cluster import plane
-from ballast.synth import CLASSES, render
-from ballast.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
+from ballast_dev.cluster import plane
+from ballast_dev.synth import CLASSES, render
+from ballast_dev.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +93,7 @@ def main() -> None:
             base = put_base(store)
             plan = RunPlan(
                 run="overhead",
+                run_uid="bench",
                 pool="bench",
                 kind="FineTune",
                 bucket="bench",
@@ -107,7 +109,8 @@ def main() -> None:
                 rebase=RebaseParams(),
                 gates=GateThresholds(),
             )
-            store.put("runs/overhead/plan.json", canonical_json(plan))
+            files = layout.RunArtifacts(plan.run, plan.run_uid)
+            store.put(files.plan, canonical_json(plan))
             env = dict(os.environ, **info.env())
             started = time.monotonic()
             subprocess.run(
@@ -115,14 +118,14 @@ def main() -> None:
                     str(Path(sys.executable).parent / "ballast-trainer"),
                     "train",
                     "--plan",
-                    store.uri("runs/overhead/plan.json"),
+                    store.uri(files.plan),
                 ],
                 env=env,
                 check=True,
                 capture_output=True,
             )
             process_seconds = time.monotonic() - started
-            lineage = Lineage.model_validate_json(store.get("runs/overhead/lineage.json"))
+            lineage = Lineage.model_validate_json(store.get(files.lineage))
             run_seconds = (lineage.finished_at - lineage.started_at).total_seconds()
             train = lineage.seconds.get("train", 0.0)
             report["overhead"] = {

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The real local cluster: etcd, kube-apiserver, controllers, scheduler, node agent, MinIO."""
-    from ballast.cluster import plane
+    from ballast_dev.cluster import plane
 
     state = Path(os.environ["BALLAST_TEST_CLUSTER_DIR"]) if "BALLAST_TEST_CLUSTER_DIR" in os.environ else None
     info = plane.up(state or tmp_path_factory.mktemp("cluster"), log=lambda _m: None)
@@ -31,7 +31,7 @@ def kube(cluster):
     """An ApiClient for the cluster admin, with the CRDs from crds/ installed."""
     from kubernetes import client, config
 
-    from ballast.testing.kube import install_crds
+    from ballast_dev.testing.kube import install_crds
 
     configuration = client.Configuration()
     config.load_kube_config(cluster.kubeconfig, client_configuration=configuration)
@@ -46,7 +46,7 @@ def namespace(kube) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards (the namespace controller empties it)."""
     from kubernetes import client
 
-    from ballast.testing.kube import eventually
+    from ballast_dev.testing.kube import eventually
 
     name = f"t-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(kube)
@@ -98,7 +98,7 @@ def fixture_data(cluster) -> dict:
     """Anchor set (classic family), its test set, and the shipped base_v1, written once per session."""
     from minio import Minio
 
-    from ballast.testing.datasets import put_base, write_anchor
+    from ballast_dev.testing.datasets import put_base, write_anchor
 
     raw = Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
     if not raw.bucket_exists(FIXTURES_BUCKET):
@@ -121,9 +121,13 @@ def pool_store(cluster, bucket, fixture_data) -> ObjectStore:
 
 
 @pytest.fixture
-def operator_process(cluster, namespace, tmp_path) -> Iterator:
-    from ballast.testing.operator import OperatorProcess
+def operator_process(cluster, namespace, tmp_path, request) -> Iterator:
+    """The operator in its own process, watching the test's namespace (`@pytest.mark.operator_args(...)`
+    adds flags)."""
+    from ballast_dev.testing.operator import OperatorProcess
 
-    process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log").start()
+    marker = request.node.get_closest_marker("operator_args")
+    extra = list(marker.args) if marker else []
+    process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log", extra_args=extra).start()
     yield process
     process.stop()

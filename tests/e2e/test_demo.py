@@ -1,4 +1,4 @@
-"""The main job, in its reduced mode: `ballast demo --quick` runs the whole loop on a fresh local cluster."""
+"""The main job, in its reduced mode: `ballast-dev demo --quick` runs the whole loop on a fresh local cluster."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 def test_the_demo_runs_the_whole_loop_and_prints_its_summary(tmp_path):
     completed = subprocess.run(
-        [str(Path(sys.executable).parent / "ballast"), "demo", "--quick", "--state-dir", str(tmp_path / "cluster")],
+        [str(Path(sys.executable).parent / "ballast-dev"), "demo", "--quick", "--state-dir", str(tmp_path / "cluster")],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Seed section 7 made real: degraded predictions -> Prometheus alert -> Alertmanager -> operator webhook -> a run.
 
-Real processes: `ballast serve` with the base model, the operator, Prometheus and Alertmanager
+Real processes: `ballast-trainer serve` with the base model, the operator, Prometheus and Alertmanager
 (Debian's packages), MinIO and the local control plane. Only the rule windows are shortened.
 """
 
@@ -21,12 +21,12 @@ import pytest
 import yaml
 from kubernetes import client
 
-from ballast import alerts
-from ballast.cluster.plane import free_port
-from ballast.synth import render
-from ballast.testing.datasets import write_pool_samples
-from ballast.testing.kube import eventually
-from ballast.testing.operator import OperatorProcess
+from ballast.codegen import rules as alerts
+from ballast_dev.cluster.plane import free_port
+from ballast_dev.synth import render
+from ballast_dev.testing.datasets import BASE_KEY, write_pool_samples
+from ballast_dev.testing.kube import eventually
+from ballast_dev.testing.operator import OperatorProcess
 from tests.integration.test_operator import pool_status, runs, start_pool
 
 BIN = Path(sys.executable).parent
@@ -92,10 +92,10 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
     }
     processes.start(
         "serve",
-        [str(BIN / "ballast"), "serve", "--host", "127.0.0.1", "--port", str(serve_port), "--imgsz", "256"],
+        [str(BIN / "ballast-trainer"), "serve", "--host", "127.0.0.1", "--port", str(serve_port), "--imgsz", "256"],
         env={
             **store_env,
-            "BALLAST_MODEL_URI": pool_store.uri("models/base_v1/model.pt"),
+            "BALLAST_MODEL_URI": pool_store.uri(BASE_KEY),
             "BALLAST_MODEL_DIGEST": fixture_data["base_digest"],
             "BALLAST_MODEL_VERSION": "base_v1",
             "BALLAST_POOL": "invoices",

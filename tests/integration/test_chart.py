@@ -11,9 +11,9 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ballast.cluster import build
-from ballast.testing.datasets import write_pool_samples
-from ballast.testing.kube import eventually
+from ballast_dev.cluster import build
+from ballast_dev.testing.datasets import write_pool_samples
+from ballast_dev.testing.kube import eventually
 from tests.integration.test_operator import (
     LENIENT,
     create,
@@ -68,8 +68,12 @@ def test_helm_lint_passes_for_default_and_non_default_values():
 def test_the_default_render_is_least_privilege_and_secure():
     documents = render()
     kinds = sorted(d["kind"] for d in documents)
-    assert kinds == ["Deployment", "KopfPeering", "Role", "RoleBinding", "Service", "ServiceAccount"]
-    assert not [d for d in documents if d["kind"] in ("ClusterRole", "ClusterRoleBinding")]
+    assert kinds == ["ClusterRole", "Deployment", "KopfPeering", "Role", "RoleBinding", "Service", "ServiceAccount"]
+    # Nothing cluster-wide is granted: the only ClusterRole is for people, bound per namespace by them.
+    assert not [d for d in documents if d["kind"] == "ClusterRoleBinding"]
+    people = next(d for d in documents if d["kind"] == "ClusterRole")
+    assert people["metadata"]["name"] == "ballast-reviewer"
+    assert {v for r in people["rules"] for v in r["verbs"]} == {"get", "list", "create"}
     role = next(d for d in documents if d["kind"] == "Role")
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
     assert secrets == [
@@ -113,7 +117,7 @@ def test_non_default_values_render_monitoring_serving_and_one_role_per_namespace
         "BallastLatencyHigh",
     ]
     serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
-    assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast", "serve"]
+    assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast-trainer", "serve"]
 
 
 @pytest.mark.parametrize(

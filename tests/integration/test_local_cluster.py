@@ -11,7 +11,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from ballast.testing.kube import eventually
+from ballast_dev.testing.kube import eventually
 
 PY = sys.executable
 
@@ -325,7 +325,7 @@ def test_minio_put_get_list(store, bucket):
 
 
 def test_down_leaves_no_process_and_no_port_behind(tmp_path):
-    from ballast.cluster import plane
+    from ballast_dev.cluster import plane
 
     info = plane.up(tmp_path / "second", log=lambda _m: None)
     pids = [p.pid for p in info.processes]

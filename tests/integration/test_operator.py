@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from ballast.api import layout
 from ballast.api.contracts import Lineage, RunPlan
 from ballast.api.params import Mixing
-from ballast.cluster import build
 from ballast.policy.mixing import draw_old_samples, old_sample_count
-from ballast.synth import CLASSES
-from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
-from ballast.testing.kube import eventually
+from ballast_dev.cluster import build
+from ballast_dev.synth import CLASSES
+from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
+from ballast_dev.testing.kube import eventually, notify_samples_added, run_files
 from tests.conftest import ANCHOR_TRAIN
 
 GROUP, VERSION = "ballast.dev", "v1alpha1"
@@ -103,6 +104,7 @@ def test_49_samples_do_not_trigger_a_run_and_the_50th_triggers_exactly_one(
     assert runs(kube, namespace) == []
     assert pool_status(kube, namespace)["samplesSinceLastRun"] == 49
     write_pool_samples(pool_store, "invoices", range(49, 50))
+    notify_samples_added(cluster.kubeconfig, namespace, "invoices", 1)  # as `ballast samples add` does
     started = eventually(lambda: runs(kube, namespace), 30, what="a run")
     time.sleep(5)
     assert [r["metadata"]["name"] for r in runs(kube, namespace)] == ["invoices-run-1"]
@@ -123,12 +125,14 @@ def test_samples_written_by_many_writers_while_the_operator_counts_are_all_count
 ):
     start_pool(kube, cluster, namespace, pool_store, triggers={"minNewSamples": 1000})
     write_pool_samples(pool_store, "invoices", range(400), size=32, workers=16)  # 16 concurrent writers
+    notify_samples_added(cluster.kubeconfig, namespace, "invoices", 400)
     eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 400, 60, what="400 counted")
     # A writer whose index PUT stalled: its key is stamped 30 s ago, before keys already counted.
     # (Before the settle window the cursor had passed it and it was never counted.)
     stalled = datetime.now(UTC) - timedelta(seconds=30)
     monkeypatch.setattr("ballast.adapters.pool.now", lambda: stalled)
     write_pool_samples(pool_store, "invoices", range(400, 401), size=32, workers=1)
+    notify_samples_added(cluster.kubeconfig, namespace, "invoices", 1)
     eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 401, 30, what="the late key counted")
     time.sleep(5)  # and it stays exact: nothing counted twice
     assert pool_status(kube, namespace)["verifiedSamples"] == 401
@@ -193,7 +197,7 @@ def serving_deployment(name: str) -> dict:
                             "name": "serve",
                             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                             "image": "ghcr.io/ballast-dev/ballast:0.1.0",
-                            # Stands in for `ballast serve`: ready once it is up; prints the model it was given.
+                            # Stands in for `ballast-trainer serve`: ready once it is up; prints the model it was given.
                             "command": [
                                 "python3",
                                 "-c",
@@ -236,13 +240,14 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     )
 
     # The plan holds the seed's old-sample count (limited by the small anchor set) and its draw is reproducible.
-    plan = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-1/plan.json"))
+    files = run_files(kube, namespace, "invoices-run-1")
+    plan = RunPlan.model_validate_json(pool_store.get(files.plan))
     assert old_sample_count(50, Mixing()).old_samples == 1000
     assert len(plan.new_samples) == 50 and len(plan.old_samples) == min(1000, ANCHOR_TRAIN)
     anchor_images = [line.split()[0] for line in pool_store.get(TRAIN_MANIFEST).decode().splitlines()]
     assert sorted(r.image for r in plan.old_samples) == draw_old_samples(anchor_images, ANCHOR_TRAIN, plan.seed)
     assert status["plan"]["seed"] == plan.seed and status["plan"]["oldSamples"] == ANCHOR_TRAIN
-    lineage = Lineage.model_validate_json(pool_store.get("runs/invoices-run-1/lineage.json"))
+    lineage = Lineage.model_validate_json(pool_store.get(files.lineage))
     assert lineage.base_digest == fixture_data["base_digest"]
 
     # Gate results reach status and the printer columns.
@@ -271,17 +276,25 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     assert served_version(kube, namespace) == "ft_v1.1"
     history = release_status(kube, namespace)["history"]
     assert history[0]["model"]["version"] == "ft_v1.1" and history[0]["verdict"] == "Pass"
-    assert pool_store.exists("models/ft_v1.1/model.pt")
+    assert pool_store.exists(layout.released_model("invoices", "ft_v1.1"))
 
     # The next run still starts from the base, not from the released fine-tune.
     write_pool_samples(pool_store, "invoices", range(50, 100))
+    notify_samples_added(cluster.kubeconfig, namespace, "invoices", 50)
     second = eventually(
         lambda: run_phase(kube, namespace, "invoices-run-2", ("Planning", "Training", "Gating", "Succeeded")),
         60,
         what="second run",
     )
     assert second["spec"]["baseModel"]["version"] == "base_v1"
-    plan2 = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-2/plan.json"))
+    plan2 = eventually(
+        lambda: (
+            (p := run_phase(kube, namespace, "invoices-run-2", ("Training", "Gating", "Succeeded")))
+            and RunPlan.model_validate_json(pool_store.get(pool_store.relative(p["status"]["plan"]["uri"])))
+        ),
+        60,
+        what="second plan",
+    )
     assert plan2.base_model.version == "base_v1" and plan2.new_version == "ft_v1.2"
     assert len(plan2.new_samples) == 100
 
@@ -389,7 +402,7 @@ def test_the_operator_killed_mid_training_resumes_without_a_duplicate_job(
     start_pool(kube, cluster, namespace, pool_store, training={**TRAINING, "epochs": 2}, gates=LENIENT)
     eventually(lambda: "invoices-run-1-train" in jobs(kube, namespace), 60, what="training Job")
     operator_process.kill()
-    from ballast.testing.operator import OperatorProcess
+    from ballast_dev.testing.operator import OperatorProcess
 
     restarted = OperatorProcess(cluster.kubeconfig, namespace, operator_process.log).start()
     try:
@@ -421,9 +434,10 @@ def test_2000_samples_lead_to_a_rebase_run_and_a_new_base(
     assert run["spec"]["kind"] == "Rebase" and run["spec"]["trigger"] == "RebaseDue"
     assert run["status"]["phase"] == "Succeeded", run["status"]
     assert run["status"]["model"]["version"] == "base_v2"
-    plan = RunPlan.model_validate_json(pool_store.get("runs/invoices-run-1/plan.json"))
+    files = run_files(kube, namespace, "invoices-run-1")
+    plan = RunPlan.model_validate_json(pool_store.get(files.plan))
     assert (len(plan.new_samples), len(plan.old_samples)) == (2000, ANCHOR_TRAIN)  # everything, from scratch
-    lineage = Lineage.model_validate_json(pool_store.get("runs/invoices-run-1/lineage.json"))
+    lineage = Lineage.model_validate_json(pool_store.get(files.lineage))
     assert lineage.base_digest is None and lineage.params["pretrained"] is False
     if run["status"]["verdict"] == "Review":  # a person signs off a new base trained for one epoch
         custom(kube).patch_namespaced_custom_object(
@@ -439,4 +453,5 @@ def test_2000_samples_lead_to_a_rebase_run_and_a_new_base(
     assert status["samplesSinceBase"] == 0
     rebase = next(c for c in status["conditions"] if c["type"] == "RebaseRecommended")
     assert rebase["status"] == "False"
-    assert pool_store.exists("models/base_v2/model.pt") and pool_store.exists("models/base_v2/lineage.json")
+    adopted = layout.released_model("invoices", "base_v2")
+    assert pool_store.exists(adopted) and pool_store.exists(layout.beside(adopted, "lineage.json"))

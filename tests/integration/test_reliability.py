@@ -9,14 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 
 from ballast.adapters.pool import list_index
 from ballast.api.contracts import digest_bytes
-from ballast.cluster import plane
-from ballast.testing.datasets import write_pool_samples
-from ballast.testing.kube import eventually
-from ballast.testing.operator import OperatorProcess
+from ballast_dev.cluster import plane
+from ballast_dev.testing.datasets import BASE_KEY, write_pool_samples
+from ballast_dev.testing.kube import eventually, run_files
+from ballast_dev.testing.operator import OperatorProcess
 from tests.integration.test_operator import (
     LENIENT,
     TRAINING,
@@ -112,7 +113,7 @@ def test_a_killed_node_agent_fails_the_training_pod_and_the_run_says_why(
     assert run["status"]["phase"] == "Failed"
     assert "TrainingFailed" in run["status"]["message"] and "NodeAgentRestarted" in run["status"]["message"]
     assert_nothing_lost_or_duplicated(kube, namespace, pool_store)
-    assert not pool_store.exists(f"runs/{RUN}/model.pt")
+    assert not pool_store.exists(run_files(kube, namespace, RUN).model)
 
 
 def test_a_training_job_past_its_deadline_fails_the_run_with_the_reason(
@@ -199,13 +200,15 @@ def test_minio_down_a_minute_when_a_run_must_plan_delays_the_plan_and_loses_noth
     run = eventually(lambda: run_phase(kube, namespace, RUN), 300, interval=1, what="run finished")
     assert run["status"]["phase"] == "Succeeded" and run["status"]["verdict"] == "Pass", run["status"]
     # The plan was written once, after the outage: the status names exactly what is in the store.
-    plan = pool_store.get(f"runs/{RUN}/plan.json")
+    plan = pool_store.get(run_files(kube, namespace, RUN).plan)
     assert digest_bytes(plan) == run["status"]["plan"]["digest"]
     assert run["status"]["plan"]["newSamples"] == 50
     assert_model_verified(run, pool_store)
     assert_nothing_lost_or_duplicated(kube, namespace, pool_store)
 
 
+# The pool re-lists its store every 15 s here (default 5 min), so it notices the outage while idle.
+@pytest.mark.operator_args("--pool-resync-seconds", "15")
 def test_minio_down_a_minute_through_the_end_of_training_the_trainer_waits_and_uploads(
     kube, namespace, store_secret, pool_store, operator_process, cluster
 ):
@@ -245,7 +248,7 @@ def test_minio_down_a_minute_during_the_gate_the_gate_waits_and_the_verdict_stan
     log = pod_log(cluster, namespace, f"{RUN}-gate")
     assert "unreachable" in log and "retrying" in log  # the gate met the outage and waited it out
     assert run["status"]["phase"] == "Succeeded" and run["status"]["verdict"] == "Pass", run["status"]
-    assert pool_store.exists(f"runs/{RUN}/gate-report.json")
+    assert pool_store.exists(run_files(kube, namespace, RUN).gate_report)
     assert len(pods_of(kube, namespace, f"{RUN}-gate")) == 1
     assert_model_verified(run, pool_store)
     assert_nothing_lost_or_duplicated(kube, namespace, pool_store)
@@ -256,7 +259,7 @@ def test_a_release_naming_a_tampered_model_is_blocked_and_the_deployment_untouch
 ):
     start_pool(kube, cluster, namespace, pool_store)
     # Someone replaced the base's weights in the store: the digest the pool names no longer matches.
-    pool_store.put("models/base_v1/model.pt", b"not the model that was gated")
+    pool_store.put(BASE_KEY, b"not the model that was gated")
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, serving_deployment("detector"))
     create(kube, namespace, "modelreleases", a_release("detector", "invoices", "base_v1"))
     eventually(lambda: release_status(kube, namespace).get("phase") == "Blocked", 60, what="blocked")

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ballast.adapters.pool import list_index, list_sample_ids
-from ballast.synth import CLASSES, render
+from ballast.api import layout
+from ballast_dev.synth import CLASSES, render
 
 from .test_operator import start_pool
 
@@ -113,8 +114,8 @@ def test_samples_add_and_import_validate_every_sample(kube, namespace, store_sec
     # Nothing at all was written for the refused ones.
     assert not [
         k
-        for k in pool_store.list("pool/invoices/samples/")
+        for k in pool_store.list(layout.samples_prefix("invoices"))
         if "/bad/" in k or "/broken/" in k or "/outside/" in k or "/unreviewed/" in k
     ]
-    rejected = list(pool_store.list("pool/invoices/rejected/"))
+    rejected = list(pool_store.list(layout.rejections_prefix("invoices")))
     assert len(rejected) == 4

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 from kubernetes import client
 
-from ballast.cluster import build
+from ballast_dev.cluster import build
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,14 +10,16 @@ from pathlib import Path
 
 import pytest
 
+from ballast.adapters.models import publish_model
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.common import BaseModelRef
 from ballast.api.contracts import GateReport, Lineage, RunPlan, TrainResult, canonical_json
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 from ballast.policy.gates import overall_verdict
 from ballast.policy.mixing import draw_old_samples, old_sample_count
-from ballast.synth import CLASSES
-from ballast.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+from ballast_dev.synth import CLASSES
+from ballast_dev.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
 
 TRAINER = str(Path(sys.executable).parent / "ballast-trainer")
 TINY = TrainingParams(epochs=1, imgsz=160, batch=16, gpus=0)
@@ -41,13 +43,18 @@ def run_trainer(cluster, stage: str, plan_uri: str, tmp_path: Path) -> subproces
     )
 
 
+def files(plan: RunPlan) -> layout.RunArtifacts:
+    return layout.RunArtifacts(plan.run, plan.run_uid)
+
+
 def put_plan(store: ObjectStore, plan: RunPlan) -> str:
-    store.put(f"runs/{plan.run}/plan.json", canonical_json(plan), "application/json")
-    return store.uri(f"runs/{plan.run}/plan.json")
+    store.put(files(plan).plan, canonical_json(plan), "application/json")
+    return store.uri(files(plan).plan)
 
 
 def a_plan(**fields) -> RunPlan:
     defaults = dict(
+        run_uid="uid-" + str(fields.get("run", "")),
         bucket="",
         classes=list(CLASSES),
         seed=7,
@@ -87,11 +94,10 @@ def trained(cluster, tmp_path_factory):
     )
     rebase = run_trainer(cluster, "rebase", put_plan(store, bootstrap), tmp)
     assert rebase.returncode == 0, rebase.stdout + rebase.stderr
-    base_result = TrainResult.model_validate_json(store.get("runs/bootstrap/train-result.json"))
+    base_result = TrainResult.model_validate_json(store.get(files(bootstrap).train_result))
     # Adopt it as base_v1, weights and lineage side by side, as the operator does.
-    store.copy("runs/bootstrap/model.pt", "models/base_v1/model.pt")
-    store.copy("runs/bootstrap/lineage.json", "models/base_v1/lineage.json")
-    base = BaseModelRef(version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=base_result.model.digest)
+    base = publish_model(store, "invoices", base_result.model)
+    base = BaseModelRef.model_validate(base.to_wire())
 
     mix = old_sample_count(len(pool_refs), Mixing())
     drawn_ids = draw_old_samples([r.image for r in anchor.train], min(mix.old_samples, len(anchor.train)), seed=11)
@@ -119,6 +125,7 @@ def trained(cluster, tmp_path_factory):
         "plan": plan,
         "base": base,
         "base_result": base_result,
+        "bootstrap": bootstrap,
         "logs": (rebase, train, gate),
         "tmp": tmp,
         "anchor": anchor,
@@ -127,17 +134,18 @@ def trained(cluster, tmp_path_factory):
 
 def test_rebase_trains_a_base_from_scratch_with_lineage(trained):
     store = trained["store"]
-    lineage = Lineage.model_validate_json(store.get("runs/bootstrap/lineage.json"))
+    bootstrap = files(trained["bootstrap"])
+    lineage = Lineage.model_validate_json(store.get(bootstrap.lineage))
     assert lineage.model_version == "base_v1"
     assert lineage.base_digest is None  # from scratch: nothing to chain from
     assert lineage.params["pretrained"] is False
-    weights = store.get("runs/bootstrap/model.pt", trained["base_result"].model.digest)  # raises on mismatch
+    weights = store.get(bootstrap.model, trained["base_result"].model.digest)  # raises on mismatch
     assert len(weights) > 100_000
 
 
 def test_the_fine_tune_starts_from_the_base_with_the_seeds_recipe(trained):
     store, plan = trained["store"], trained["plan"]
-    result = TrainResult.model_validate_json(store.get("runs/invoices-run-1/train-result.json"))
+    result = TrainResult.model_validate_json(store.get(files(trained["plan"]).train_result))
     assert result.model.version == "ft_v1.1"
     store.get(store.relative(result.model.uri), result.model.digest)  # the digest checks out
     lineage_raw = store.get(store.relative(result.lineage_uri))
@@ -156,7 +164,7 @@ def test_the_fine_tune_starts_from_the_base_with_the_seeds_recipe(trained):
 
 def test_the_gates_write_a_report_whose_verdict_follows_the_policy(trained):
     store = trained["store"]
-    report = GateReport.model_validate_json(store.get("runs/invoices-run-1/gate-report.json"))
+    report = GateReport.model_validate_json(store.get(files(trained["plan"]).gate_report))
     assert [g.name for g in report.gates] == ["Gate1Regression", "Gate2NewSamples"]
     assert report.verdict == overall_verdict(g.verdict for g in report.gates)
     assert 0.0 <= report.detection_rate <= 1.0
@@ -164,7 +172,8 @@ def test_the_gates_write_a_report_whose_verdict_follows_the_policy(trained):
     assert {c.name for c in report.per_class_detection} == set(CLASSES)
     assert sum(c.instances for c in report.per_class_detection) == 10 * 8  # 8 fields on each of 10 pages
     # The base's Gate 1 figure is cached per base digest and test-set digest.
-    cached = list(store.list(f"cache/gate1/{trained['base'].digest.removeprefix('sha256:')}/"))
+    cache_dir = layout.gate1_cache(trained["base"].digest, "sha256:x", 0).rsplit("/", 1)[0] + "/"
+    cached = list(store.list(cache_dir))
     assert len(cached) == 1
 
 
@@ -179,7 +188,7 @@ def test_the_trainer_never_reaches_beyond_the_object_store(trained):
 def test_the_audit_hook_refuses_any_other_host_before_a_packet_leaves():
     code = (
         "import socket\n"
-        "from ballast import offline\n"
+        "from ballast_trainer import offline\n"
         "audit = offline.audit({'127.0.0.1'})\n"
         "try:\n"
         "    socket.getaddrinfo('weights.example.invalid', 443)\n"
@@ -193,30 +202,31 @@ def test_the_audit_hook_refuses_any_other_host_before_a_packet_leaves():
 
 def test_a_second_gate_reuses_the_cached_base_figure(trained, cluster):
     store, plan = trained["store"], trained["plan"]
-    again = run_trainer(cluster, "gate", store.uri(f"runs/{plan.run}/plan.json"), trained["tmp"] / "again")
+    again = run_trainer(cluster, "gate", store.uri(files(plan).plan), trained["tmp"] / "again")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "base mAP50 from cache" in again.stdout
 
 
 def test_a_plan_that_starts_from_a_fine_tuned_model_is_refused(trained, cluster):
     store, plan = trained["store"], trained["plan"]
-    result = TrainResult.model_validate_json(store.get("runs/invoices-run-1/train-result.json"))
+    result = TrainResult.model_validate_json(store.get(files(trained["plan"]).train_result))
     # Dress the fine-tune up as a base: the name passes admission, the lineage gives it away.
-    store.copy(store.relative(result.model.uri), "models/base_v9/model.pt")
-    store.copy(store.relative(result.lineage_uri), "models/base_v9/lineage.json")
-    disguised = BaseModelRef(version="base_v9", uri=store.uri("models/base_v9/model.pt"), digest=result.model.digest)
-    chained = plan.model_copy(update={"run": "chained", "base_model": disguised, "new_version": "ft_v9.1"})
+    disguised_key = layout.released_model("invoices", "base_v9")
+    store.copy(store.relative(result.model.uri), disguised_key)
+    store.copy(store.relative(result.lineage_uri), layout.beside(disguised_key, "lineage.json"))
+    disguised = BaseModelRef(version="base_v9", uri=store.uri(disguised_key), digest=result.model.digest)
+    chained = plan.evolve(run="chained", run_uid="uid-chained", base_model=disguised, new_version="ft_v9.1")
     completed = run_trainer(cluster, "train", put_plan(store, chained), trained["tmp"] / "chained")
     assert completed.returncode == 3
-    error = json.loads(store.get("runs/chained/train-error.json"))
+    error = json.loads(store.get(files(chained).error("train")))
     assert error["reason"] == "Refused" and "never chain fine-tunes" in error["message"]
-    assert not store.exists("runs/chained/model.pt")
+    assert not store.exists(files(chained).model)
 
 
 def test_a_tampered_base_is_refused_by_digest(trained, cluster):
     store, plan = trained["store"], trained["plan"]
     wrong = trained["base"].model_copy(update={"digest": "sha256:" + "0" * 64})
-    tampered = plan.model_copy(update={"run": "tampered", "base_model": wrong})
+    tampered = plan.evolve(run="tampered", run_uid="uid-tampered", base_model=wrong)
     completed = run_trainer(cluster, "train", put_plan(store, tampered), trained["tmp"] / "tampered")
     assert completed.returncode == 1
-    assert "DigestMismatch" in json.loads(store.get("runs/tampered/train-error.json"))["message"]
+    assert "DigestMismatch" in json.loads(store.get(files(tampered).error("train")))["message"]

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from ballast import crdgen
-from ballast.api.crdgen import RESOURCES, crd
 from ballast.api.finetunerun import FineTuneRunSpec
+from ballast.codegen import crds, docs, sync
+from ballast.codegen.schema import RESOURCES, crd
 from ballast.policy.conditions import set_condition
 
 from .builders import DIGEST, T0, a_pool_spec
@@ -16,15 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_committed_crds_match_the_models() -> None:
-    dirs = [str(ROOT / "crds"), str(ROOT / "charts" / "ballast" / "crds")]
-    assert crdgen.main(["--check", *dirs]) == 0, "run `python -m ballast.crdgen`"
+    assert sync(crds.files(), ROOT, check=True) == [], "run `python -m ballast.codegen`"
 
 
 def test_the_check_notices_a_hand_edited_crd(tmp_path: Path) -> None:
-    crdgen.main([str(tmp_path)])
-    target = tmp_path / "ballast.dev_finetunepools.yaml"
+    sync(crds.files(), tmp_path, check=False)
+    target = tmp_path / "crds" / "ballast.dev_finetunepools.yaml"
     target.write_text(target.read_text().replace("minimum: 50", "minimum: 5"))
-    assert crdgen.main(["--check", str(tmp_path)]) == 1
+    assert sync(crds.files(), tmp_path, check=True) == [Path("crds/ballast.dev_finetunepools.yaml")]
 
 
 def walk(node: object):
@@ -124,6 +124,24 @@ def test_a_condition_keeps_its_transition_time_while_its_status_holds() -> None:
 
 
 def test_the_crd_reference_in_docs_is_current() -> None:
-    from ballast import docgen
+    assert sync(docs.files(), ROOT, check=True) == [], "run `python -m ballast.codegen`"
 
-    assert docgen.main(["--check", "--root", str(ROOT)]) == 0, "run `python -m ballast.docgen`"
+
+def test_every_reason_says_when_it_is_set_and_is_used() -> None:
+    import ast
+
+    from ballast.api.conditions import Reason
+
+    module = ROOT / "operator" / "ballast" / "api" / "conditions.py"
+    body = next(
+        n for n in ast.parse(module.read_text()).body if isinstance(n, ast.ClassDef) and n.name == "Reason"
+    ).body
+    documented = {
+        statement.targets[0].id  # type: ignore[attr-defined]
+        for statement, after in itertools.pairwise(body)
+        if isinstance(statement, ast.Assign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+    }
+    users = "".join(p.read_text() for p in (ROOT / "operator" / "ballast").rglob("*.py") if p != module)
+    for reason in Reason:
+        assert reason.name in documented, f"Reason.{reason.name} has no sentence saying when it is set"
+        assert f"Reason.{reason.name}" in users, f"Reason.{reason.name} is never set"

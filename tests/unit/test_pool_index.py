@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ballast.adapters.pool import SETTLE_SECONDS, count_index, index_key, index_stamp
+from ballast.adapters.pool import index_key
+from ballast.api.layout import parse_index_key
+from ballast.policy.finetunepool import SETTLE_SECONDS, count_index
 
 from .builders import a_sample_record
 
@@ -20,7 +22,7 @@ def key_at(seconds: float, sample_id: str) -> str:
 
 def test_the_stamp_is_the_write_time_and_keys_sort_by_it():
     early, late = key_at(1.5, "zzz"), key_at(2.0, "aaa")
-    assert index_stamp(early) == T0 + timedelta(seconds=1.5)
+    assert parse_index_key(early).written_at == T0 + timedelta(seconds=1.5)
     assert sorted([late, early]) == [early, late]
 
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ballast import offline
 from ballast.adapters.objectstore import ObjectStore, parse_uri
+from ballast.api import layout
 from ballast.api.common import Model
-from ballast.api.contracts import RunPlan, canonical_json, digest_bytes
+from ballast.api.contracts import RunPlan, StageError, canonical_json, digest_bytes
+from ballast_trainer import offline
 
 # How long a stage waits out an object store that stops answering (a restart, a network blip)
 # before it fails: losing a finished training to a one-minute outage at upload time is worse.
@@ -29,13 +30,8 @@ def log(message: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {message}", flush=True)
 
 
-def run_dir(plan: RunPlan) -> str:
-    return f"runs/{plan.run}"
-
-
-def lineage_key(model_key: str) -> str:
-    """A model's lineage lives beside its weights: `<dir>/model.pt` -> `<dir>/lineage.json`."""
-    return model_key.rsplit("/", 1)[0] + "/lineage.json"
+def artifacts(plan: RunPlan) -> layout.RunArtifacts:
+    return layout.RunArtifacts(plan.run, plan.run_uid)
 
 
 @dataclass
@@ -90,9 +86,9 @@ def fail(context: Context | None, stage: str, error: BaseException) -> int:
     message = f"{type(error).__name__}: {error}"
     log(f"{stage} failed: {message}")
     if context is not None:
-        document = {"stage": stage, "reason": "Refused" if isinstance(error, Refused) else "Error", "message": message}
+        document = StageError(stage=stage, reason="Refused" if isinstance(error, Refused) else "Error", message=message)  # type: ignore[arg-type]
         try:
-            context.store.put(f"{run_dir(context.plan)}/{stage}-error.json", json.dumps(document).encode())
+            context.put_json(artifacts(context.plan).error(stage), document)
         except Exception as upload_error:  # the store may be what failed
             log(f"could not record the error: {upload_error}")
     return 3 if isinstance(error, Refused) else 1

@@ -14,11 +14,12 @@ import json
 import time
 from pathlib import Path
 
+from ballast.api import layout
 from ballast.api.contracts import ClassResult, GateReport, GateResult, TrainResult, digest_bytes
 from ballast.api.samples import SampleRef, parse_manifest
 from ballast.policy.gates import ClassAP, ab_gate, map50_drop, new_sample_gate, overall_verdict, regression_gate
 from ballast_trainer import dataset, yolo
-from ballast_trainer.common import Context, log, run_dir
+from ballast_trainer.common import Context, artifacts, log
 
 
 def _download_model(context: Context, uri: str, digest: str, name: str) -> Path:
@@ -42,10 +43,7 @@ def base_evaluation(
 ) -> yolo.Evaluation:
     """The base's test-set figures, from the cache when this base met this test set before."""
     plan = context.plan
-    key = (
-        f"cache/gate1/{base_digest.removeprefix('sha256:')}/"
-        f"{test_digest.removeprefix('sha256:')}-{plan.training.imgsz}.json"
-    )
+    key = layout.gate1_cache(base_digest, test_digest, plan.training.imgsz)
     if context.store.exists(key):
         cached = json.loads(context.store.get(key))
         log(f"base mAP50 from cache: {cached['map50']:.4f}")
@@ -61,7 +59,8 @@ def gate(context: Context) -> None:
     if plan.base_model is None:
         raise ValueError("the gates compare against a base model: the plan names none")
     started_all = time.monotonic()
-    result = TrainResult.model_validate(json.loads(store.get(f"{run_dir(plan)}/train-result.json")))
+    files = artifacts(plan)
+    result = TrainResult.model_validate(json.loads(store.get(files.train_result)))
     device = yolo.device_for(plan.training.gpus)
     imgsz = plan.training.imgsz
     base = _download_model(context, plan.base_model.uri, plan.base_model.digest, "base")
@@ -144,12 +143,11 @@ def gate(context: Context) -> None:
         verdict=overall_verdict(g.verdict for g in gates),
         seconds=round(time.monotonic() - started_all, 3),
     )
-    # The serving baseline travels with the model: `ballast serve` publishes it for the alert rules.
+    # The serving baseline travels with the model: `ballast-trainer serve` publishes it for the alert rules.
     test_images = sorted((context.workdir / "testset" / "images" / "test").iterdir())
     baseline = yolo.serving_baseline(candidate, test_images, plan.classes, imgsz, device, thresholds.confidence)
-    baseline_key = result.model.uri.rsplit("/", 1)[0] + "/baseline.json"
     store.put(
-        store.relative(baseline_key),
+        layout.beside(store.relative(result.model.uri), "baseline.json"),
         json.dumps(
             {
                 "confidence": round(baseline.confidence, 6),
@@ -159,7 +157,7 @@ def gate(context: Context) -> None:
         ).encode(),
         "application/json",
     )
-    context.put_json(f"{run_dir(plan)}/gate-report.json", report)
+    context.put_json(files.gate_report, report)
     log(
         f"verdict {report.verdict}: mAP50 {report.base_map50:.4f} -> {report.candidate_map50:.4f}, "
         f"detection rate {report.detection_rate:.4f}"

@@ -3,6 +3,7 @@
     ballast-trainer train  --plan s3://bucket/prefix/runs/RUN/plan.json   fine-tune from the base
     ballast-trainer rebase --plan s3://...                                train a new base
     ballast-trainer gate   --plan s3://...                                Gates 1-3 -> GateReport
+    ballast-trainer serve  [--host H --port P --imgsz N]                  the reference inference server
 
 The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_ACCESS_KEY, BALLAST_S3_SECRET_KEY
 (and BALLAST_S3_SECURE). The trainer never touches any other network address.
@@ -18,6 +19,11 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["serve"]:  # the server parses its own flags
+        from ballast_trainer.serve import main as serve
+
+        return serve(argv[1:])
     parser = argparse.ArgumentParser(prog="ballast-trainer", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("train", "rebase", "gate"))
     parser.add_argument("--plan", required=True, help="s3:// URI of the run's plan.json")

@@ -14,11 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ballast.api import layout
 from ballast.api.common import ModelRef
 from ballast.api.contracts import EpochMetrics, Lineage, TrainResult
 from ballast.policy.versions import start_model_refusal
 from ballast_trainer import dataset, yolo
-from ballast_trainer.common import Context, Refused, library_versions, lineage_key, log, run_dir
+from ballast_trainer.common import Context, Refused, artifacts, library_versions, log
 
 
 def verified_base(context: Context) -> Path:
@@ -28,8 +29,8 @@ def verified_base(context: Context) -> Path:
         raise Refused("a fine-tune needs a base model: the plan names none")
     base_key = store.relative(plan.base_model.uri)
     lineage_raw = None
-    if store.exists(lineage_key(base_key)):
-        lineage_raw = store.get(lineage_key(base_key))
+    if store.exists(layout.beside(base_key, "lineage.json")):
+        lineage_raw = store.get(layout.beside(base_key, "lineage.json"))
     if lineage_raw is None:
         raise Refused(
             f"{plan.base_model.version} has no lineage.json beside {plan.base_model.uri}: "
@@ -102,8 +103,8 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
     context.timed("train", started)
     log(f"trained in {context.timings['train']:.1f} s; uploading")
     started = time.monotonic()
-    model_key = f"{run_dir(plan)}/model.pt"
-    model_digest = store.put_file(model_key, best)
+    files = artifacts(plan)
+    model_digest = store.put_file(files.model, best)
     kept = {k: used.get(k) for k in sorted(args) if k in used}
     kept["optimizer"] = used.get("optimizer", args.get("optimizer"))
     lineage = Lineage(
@@ -118,19 +119,19 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
         finished_at=datetime.now(UTC),
         seconds=dict(context.timings),
     )
-    lineage_digest = context.put_json(lineage_key(model_key), lineage)
+    lineage_digest = context.put_json(files.lineage, lineage)
     metrics = [EpochMetrics(epoch=int(row.get("epoch", i + 1)), metrics=row) for i, row in enumerate(epochs)]
-    store.put(f"{run_dir(plan)}/metrics.json", json.dumps([m.to_wire() for m in metrics]).encode(), "application/json")
+    store.put(files.metrics, json.dumps([m.to_wire() for m in metrics]).encode(), "application/json")
     context.timed("upload", started)
     result = TrainResult(
         run=plan.run,
-        model=ModelRef(version=plan.new_version, uri=store.uri(model_key), digest=model_digest),
-        lineage_uri=store.uri(lineage_key(model_key)),
+        model=ModelRef(version=plan.new_version, uri=store.uri(files.model), digest=model_digest),
+        lineage_uri=store.uri(files.lineage),
         lineage_digest=lineage_digest,
         epochs=metrics,
         seconds=round((datetime.now(UTC) - started_at).total_seconds(), 3),
     )
-    context.put_json(f"{run_dir(plan)}/train-result.json", result)
+    context.put_json(files.train_result, result)
     overhead = result.seconds - context.timings.get("train", 0.0)
     log(
         f"{plan.new_version} written ({model_digest[:19]}...); total {result.seconds:.1f} s, "

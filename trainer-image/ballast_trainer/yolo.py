@@ -148,7 +148,7 @@ def detection_rate(
 
 @dataclass(frozen=True)
 class ServingBaseline:
-    """What `ballast serve` should see from this model on documents like the test set."""
+    """What `ballast-trainer serve` should see from this model on documents like the test set."""
 
     confidence: float  # mean box confidence at the serving threshold
     latency_seconds: float  # mean model time per document

@@ -28,8 +28,10 @@ from ballast.adapters.kube import Clients, get_custom, post_event
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.api.alerts import AlertmanagerPayload
 from ballast.api.common import GROUP, VERSION
+from ballast.api.conditions import Reason
 from ballast.api.finetunepool import PLURAL as POOL_PLURAL
 from ballast.policy.alerts import PoolAlert, pool_alerts
+from ballast.policy.conditions import Event
 
 log = logging.getLogger("ballast.http")
 MAX_PAYLOAD = 1024 * 1024
@@ -48,13 +50,8 @@ def record_alert(kube: Clients, alert: PoolAlert) -> bool:
     kube.custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, alert.namespace, POOL_PLURAL, alert.pool, {"status": patch}
     )
-    post_event(
-        kube,
-        pool,
-        "Normal",
-        "AlertReceived",
-        f"Alert {alert.alertname} received" + (f" for release {alert.release}" if alert.release else ""),
-    )
+    message = f"Alert {alert.alertname} received" + (f" for release {alert.release}" if alert.release else "")
+    post_event(kube, pool, Event(Reason.ALERT_RECEIVED, message))
     return True
 
 

@@ -1,4 +1,4 @@
-"""A small JSON-over-HTTP request handler shared by the operator's endpoint and `ballast serve`."""
+"""A small JSON-over-HTTP request handler shared by the operator's endpoint and `ballast-trainer serve`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Kubernetes I/O for the handlers: clients, idempotent creates, reads of Jobs and Deployments."""
+"""Kubernetes I/O: clients, idempotent creates, status patches, Events, reads of Jobs and Deployments.
+
+The only module that calls the generated Kubernetes client (and the only one with mypy exemptions
+for it): everything it returns is a plain dict or one of the policy layer's views.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,11 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ballast.adapters.objectstore import ObjectStore
-from ballast.api.common import GROUP, VERSION
-from ballast.api.common import ObjectStore as ObjectStoreSpec
-from ballast.policy.finetunerun import JobState
+from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
+from ballast.api.modelrelease import ANNOTATION_MODEL
+from ballast.policy.conditions import Event
+from ballast.policy.finetunerun import JobState, JobView
+from ballast.policy.modelrelease import DeploymentView
 
 
 @dataclass
@@ -25,13 +31,28 @@ class Clients:
     custom: client.CustomObjectsApi
 
 
-def connect() -> Clients:
-    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+class Conflict(RuntimeError):
+    """The object changed since it was read (optimistic concurrency): read it again and retry."""
+
+
+def current_namespace() -> str:
+    """The kubeconfig context's namespace (in a pod: the pod's), else `default`."""
+    try:
+        _, active = config.list_kube_config_contexts()
+        return str(active.get("context", {}).get("namespace") or "default")
+    except (config.ConfigException, TypeError):
+        return "default"
+
+
+def connect(kubeconfig: str | None = None) -> Clients:
+    """In-cluster credentials when running in a pod, else the kubeconfig (`kubeconfig` or $KUBECONFIG)."""
     configuration = client.Configuration()
     try:
+        if kubeconfig is not None:
+            raise config.ConfigException("a kubeconfig was named")
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config(client_configuration=configuration)
+        config.load_kube_config(kubeconfig, client_configuration=configuration)
     api = client.ApiClient(configuration)
     return Clients(
         api, client.CoreV1Api(api), client.BatchV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
@@ -110,31 +131,47 @@ def patch_custom(clients: Clients, namespace: str, plural: str, name: str, patch
     return dict(clients.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, plural, name, patch))
 
 
+def patch_status(
+    clients: Clients, namespace: str, plural: str, name: str, status: dict[str, Any], resource_version: str | None
+) -> dict[str, Any]:
+    """Merge-patch the status subresource. With `resource_version` the apiserver refuses the patch
+    (Conflict) when the object changed since it was read, so a decision made on a stale copy is
+    never written."""
+    body: dict[str, Any] = {"status": status}
+    if resource_version:
+        body["metadata"] = {"resourceVersion": resource_version}
+    try:
+        return dict(clients.custom.patch_namespaced_custom_object_status(GROUP, VERSION, namespace, plural, name, body))
+    except ApiException as error:
+        if error.status == 409:
+            raise Conflict(f"{plural}/{name} changed since it was read") from None
+        raise
+
+
 # ---- Jobs ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class JobStatus:
-    state: JobState
-    reason: str = ""
-    message: str = ""
+def create_job(clients: Clients, namespace: str, job: dict[str, Any]) -> bool:
+    """Create a Job under its deterministic name; False when it already exists."""
+    _, created = create_or_get(clients.batch.create_namespaced_job, clients.batch.read_namespaced_job, namespace, job)
+    return created
 
 
-def read_job(clients: Clients, namespace: str, name: str) -> JobStatus:
+def read_job(clients: Clients, namespace: str, name: str) -> JobView:
     try:
         job = clients.batch.read_namespaced_job(name, namespace)
     except ApiException as error:
         if error.status == 404:
-            return JobStatus(JobState.MISSING)
+            return JobView(JobState.MISSING)
         raise
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue
         if condition.type == "Complete":
-            return JobStatus(JobState.SUCCEEDED)
+            return JobView(JobState.SUCCEEDED)
         if condition.type == "Failed":
-            return JobStatus(JobState.FAILED, condition.reason or "Failed", condition.message or "")
+            return JobView(JobState.FAILED, condition.reason or "Failed")
     if job.status.succeeded and not job.status.active:
-        return JobStatus(JobState.SUCCEEDED)
-    return JobStatus(JobState.ACTIVE)
+        return JobView(JobState.SUCCEEDED)
+    return JobView(JobState.ACTIVE)
 
 
 def pod_failure(clients: Clients, namespace: str, job: str) -> str:
@@ -152,6 +189,28 @@ def pod_failure(clients: Clients, namespace: str, job: str) -> str:
 
 
 # ---- Deployments ---------------------------------------------------------------------------------------
+def read_deployment(clients: Clients, namespace: str, name: str) -> DeploymentView | None:
+    try:
+        deployment = clients.apps.read_namespaced_deployment(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    state, detail = rollout_state(deployment)
+    annotations = deployment.spec.template.metadata.annotations or {}
+    return DeploymentView(
+        name=name,
+        containers=tuple(c.name for c in deployment.spec.template.spec.containers),
+        serving=annotations.get(ANNOTATION_MODEL),
+        rollout=state,  # type: ignore[arg-type]
+        detail=detail,
+    )
+
+
+def patch_deployment(clients: Clients, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    clients.apps.patch_namespaced_deployment(name, namespace, patch)
+
+
 def rollout_state(deployment: Any) -> tuple[str, str]:
     """("Available" | "Progressing" | "Failed", message) for a Deployment's current template."""
     status = deployment.status
@@ -167,14 +226,14 @@ def rollout_state(deployment: Any) -> tuple[str, str]:
     return "Progressing", f"{updated}/{desired} updated, {available} available"
 
 
-def post_event(clients: Clients, obj: dict[str, Any], type_: str, reason: str, message: str) -> None:
-    """A core/v1 Event on a custom object, for code running outside a kopf handler."""
+def post_event(clients: Clients, obj: dict[str, Any], event: Event, labels: dict[str, str] | None = None) -> None:
+    """A core/v1 Event on an object (kubectl describe shows it). `labels` let a watcher select it."""
     meta = obj["metadata"]
     stamp = datetime.now(UTC)
     clients.core.create_namespaced_event(
         meta["namespace"],
         {
-            "metadata": {"generateName": f"{meta['name']}."},
+            "metadata": {"generateName": f"{meta['name']}.", "labels": labels or {}},
             "involvedObject": {
                 "apiVersion": obj["apiVersion"],
                 "kind": obj["kind"],
@@ -182,9 +241,9 @@ def post_event(clients: Clients, obj: dict[str, Any], type_: str, reason: str, m
                 "namespace": meta["namespace"],
                 "uid": meta["uid"],
             },
-            "type": type_,
-            "reason": reason,
-            "message": message,
+            "type": "Warning" if event.warning else "Normal",
+            "reason": str(event.reason),
+            "message": event.message[:1024],
             "source": {"component": "ballast-operator"},
             "firstTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "lastTimestamp": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),

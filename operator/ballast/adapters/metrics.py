@@ -19,7 +19,7 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
 | ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, invalid, unauthorized |
 
-Serving (`ballast serve`, /metrics):
+Serving (`ballast-trainer serve`, /metrics):
 
 | metric | type | labels | meaning |
 |---|---|---|---|

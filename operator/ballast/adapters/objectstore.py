@@ -22,6 +22,7 @@ from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import S3Error
 
+from ballast.api import layout
 from ballast.api.contracts import digest_bytes
 
 T = TypeVar("T")
@@ -154,7 +155,7 @@ class ObjectStore:
         return f"{self.prefix}/{relative}" if self.prefix else relative
 
     def uri(self, relative: str) -> str:
-        return f"s3://{self.bucket}/{self.key(relative)}"
+        return layout.s3_uri(self.bucket, self.prefix, safe_key(relative))
 
     def relative(self, uri: str) -> str:
         """The key of `uri` relative to this store's prefix (the URI must be in this bucket)."""

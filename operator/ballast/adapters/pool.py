@@ -1,8 +1,8 @@
 """Pool samples in the object store: validated intake, and reading what a pool holds.
 
-Layout: `pool/<pool>/samples/<id>/image.<ext>`, `label.txt`, `sample.json`. A sample exists once
-its `sample.json` exists; it is written last, so an interrupted intake leaves nothing that counts,
-and an existing sample is never overwritten (samples are immutable and never deleted).
+A sample (`ballast.api.layout`: image, `label.txt`, `sample.json`) exists once its `sample.json`
+exists; it is written last, so an interrupted intake leaves nothing that counts, and an existing
+sample is never overwritten (samples are immutable and never deleted).
 """
 
 from __future__ import annotations
@@ -12,22 +12,21 @@ import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.contracts import LabelSource, SampleRecord, digest_bytes
-from ballast.api.samples import SampleError, SampleRef, parse_labels
+from ballast.api.finetunepool import RejectedSample
+from ballast.api.finetunerun import SampleSnapshot
+from ballast.api.samples import SampleError, SampleRef, parse_labels, parse_manifest, render_manifest
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MIN_IMAGE_SIDE = 10
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "WEBP": "webp"}
-
-
-def sample_prefix(pool: str, sample_id: str) -> str:
-    return f"pool/{pool}/samples/{sample_id}"
 
 
 def check_image(data: bytes, source: str = "image") -> str:
@@ -107,93 +106,80 @@ def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: in
     except SampleError as error:
         record_rejection(store, pool, sample.sample_id, str(error))
         raise
-    base = sample_prefix(pool, record.id)
-    if store.exists(f"{base}/sample.json"):
+    if store.exists(layout.sample_file(pool, record.id, "sample.json")):
         raise SampleExists(f"sample {record.id!r} is already in pool {pool}; samples are immutable")
-    store.put(f"{base}/image.{extension}", sample.image, f"image/{'jpeg' if extension == 'jpg' else extension}")
-    store.put(f"{base}/label.txt", sample.labels.encode(), "text/plain")
-    store.put(f"{base}/sample.json", record.model_dump_json(by_alias=True).encode(), "application/json")
+    content_type = f"image/{'jpeg' if extension == 'jpg' else extension}"
+    store.put(layout.sample_file(pool, record.id, record.image_file), sample.image, content_type)
+    store.put(layout.sample_file(pool, record.id, "label.txt"), sample.labels.encode(), "text/plain")
+    store.put(
+        layout.sample_file(pool, record.id, "sample.json"),
+        record.model_dump_json(by_alias=True).encode(),
+        "application/json",
+    )
     store.put(index_key(pool, record, now()), b"", "text/plain")
     return record
 
 
 # ---- the pool index ------------------------------------------------------------------------------
-# One empty object per verified sample, whose key carries everything a run's manifest needs:
-#   pool/<pool>/index/<written-at, sortable>~<id>~<image file>~<image hex>~<label hex>
-# Counting is a listing (1000 keys per call), incremental with start-after; no sample is read.
-#
 # Writers run concurrently (several importers, several threads), so a key stamped earlier can
-# appear after a later one was listed. The counting cursor therefore only passes keys older than
-# SETTLE_SECONDS (by the writer's clock, stamped just before its PUT); younger keys are listed and
-# counted again on every reconcile until they settle. A key is missed only if it became visible
-# more than SETTLE_SECONDS after its stamp (a writer clock that far behind, or a stalled PUT).
-
-_SEP = "~"
-_STAMP = "%Y%m%dT%H%M%S%fZ"
-SETTLE_SECONDS = 300.0
-
-
-def index_prefix(pool: str) -> str:
-    return f"pool/{pool}/index/"
+# appear after a later one was listed: counting (ballast.policy.finetunepool.count_index) lets its
+# cursor pass only keys older than a settle window.
 
 
 def index_key(pool: str, record: SampleRecord, written_at: datetime) -> str:
-    stamp = written_at.astimezone(UTC).strftime(_STAMP)
-    return index_prefix(pool) + _SEP.join(
-        (stamp, record.id, record.image_file, record.image_digest[7:], record.label_digest[7:])
-    )
-
-
-def index_stamp(key: str) -> datetime:
-    return datetime.strptime(key.rsplit("/", 1)[-1].split(_SEP, 1)[0], _STAMP).replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class IndexCount:
-    total: int  # every index key listed: settled ones plus the young tail
-    cursor: str | None  # the last settled key; listing resumes after it
-    settled: int  # keys up to and including the cursor
-
-
-def count_index(
-    keys_after_cursor: list[str], cursor: str | None, settled: int, now: datetime, settle: float = SETTLE_SECONDS
-) -> IndexCount:
-    """Advance the count over the keys listed after `cursor` (sorted, as the store lists them)."""
-    horizon = now - timedelta(seconds=settle)
-    newly_settled = 0
-    for key in keys_after_cursor:
-        if index_stamp(key) >= horizon:
-            break
-        newly_settled += 1
-    if newly_settled:
-        cursor = keys_after_cursor[newly_settled - 1]
-    return IndexCount(total=settled + len(keys_after_cursor), cursor=cursor, settled=settled + newly_settled)
+    entry = layout.IndexEntry(written_at, record.id, record.image_file, record.image_digest, record.label_digest)
+    return layout.index_key(pool, entry)
 
 
 def ref_from_index_key(pool: str, key: str) -> SampleRef:
-    _stamp, sample_id, image_file, image_hex, label_hex = key.rsplit("/", 1)[-1].split(_SEP)
+    entry = layout.parse_index_key(key)
     return SampleRef(
-        image=f"{sample_prefix(pool, sample_id)}/{image_file}",
-        image_digest=f"sha256:{image_hex}",
-        label_digest=f"sha256:{label_hex}",
+        image=layout.sample_file(pool, entry.sample_id, entry.image_file),
+        image_digest=entry.image_digest,
+        label_digest=entry.label_digest,
     )
 
 
 def list_index(store: ObjectStore, pool: str, start_after: str | None = None) -> list[str]:
     """Index keys after `start_after` (relative to the store prefix), in order."""
-    return list(store.list_after(index_prefix(pool), start_after))
+    return list(store.list_after(layout.index_prefix(pool), start_after))
 
 
 def record_rejection(store: ObjectStore, pool: str, sample_id: str, reason: str) -> None:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    safe_id = "".join(ch if ch.isalnum() or ch in "._-" else "_" for ch in sample_id)[:100] or "unnamed"
-    document = json.dumps({"id": sample_id, "reason": reason, "at": stamp}).encode()
-    store.put(f"pool/{pool}/rejected/{stamp}{_SEP}{safe_id}.json", document, "application/json")
+    stamp = now()
+    document = json.dumps({"id": sample_id, "reason": reason, "at": stamp.isoformat()}).encode()
+    store.put(layout.rejection(pool, stamp, sample_id), document, "application/json")
+
+
+def read_rejections(store: ObjectStore, pool: str, after: str | None) -> tuple[list[RejectedSample], str | None]:
+    """Rejection records written after the cursor `after`, and the new cursor."""
+    keys = list(store.list_after(layout.rejections_prefix(pool), after))
+    rejected = []
+    for key in keys:
+        document = json.loads(store.get(key))
+        rejected.append(RejectedSample(id=str(document["id"]), reason=str(document["reason"])))
+    return rejected, keys[-1] if keys else after
+
+
+def freeze_snapshot(store: ObjectStore, pool: str) -> SampleSnapshot:
+    """Every verified sample now, as a manifest stored under its own digest (written once)."""
+    refs = sorted((ref_from_index_key(pool, key) for key in list_index(store, pool)), key=lambda r: r.image)
+    text = render_manifest(refs).encode()
+    snapshot = SampleSnapshot(sample_count=len(refs), manifest_digest=digest_bytes(text))
+    key = layout.snapshot(pool, snapshot.manifest_digest)
+    if not store.exists(key):
+        store.put(key, text, "text/plain")
+    return snapshot
+
+
+def read_snapshot(store: ObjectStore, pool: str, snapshot: SampleSnapshot) -> list[SampleRef]:
+    key = layout.snapshot(pool, snapshot.manifest_digest)
+    return parse_manifest(store.get(key, snapshot.manifest_digest).decode(), key)
 
 
 def sample_ref(pool: str, record: SampleRecord) -> SampleRef:
     return SampleRef(
-        image=f"{sample_prefix(pool, record.id)}/{record.image_file}",
+        image=layout.sample_file(pool, record.id, record.image_file),
         image_digest=record.image_digest,
         label_digest=record.label_digest,
     )
@@ -201,14 +187,14 @@ def sample_ref(pool: str, record: SampleRecord) -> SampleRef:
 
 def list_sample_ids(store: ObjectStore, pool: str) -> Iterator[str]:
     """Ids of the samples whose record exists (a sample without sample.json is not in the pool)."""
-    prefix = f"pool/{pool}/samples/"
+    prefix = layout.samples_prefix(pool)
     for key in store.list(prefix, recursive=True):
         if key.endswith("/sample.json"):
             yield key[len(prefix) : -len("/sample.json")]
 
 
 def read_record(store: ObjectStore, pool: str, sample_id: str) -> SampleRecord:
-    raw = store.get(f"{sample_prefix(pool, sample_id)}/sample.json")
+    raw = store.get(layout.sample_file(pool, sample_id, "sample.json"))
     return SampleRecord.model_validate(json.loads(raw))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
@@ -53,6 +53,14 @@ class Model(BaseModel):
         """The JSON-ready dict with camelCase keys, leaving out unset optionals."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
+    def evolve(self, **changes: Any) -> Self:
+        """A validated copy with `changes` applied. Unlike `model_copy(update=...)`, a misspelled
+        field name is an error and every new value is validated."""
+        unknown = sorted(set(changes) - set(type(self).model_fields))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no field {', '.join(unknown)}")
+        return type(self).model_validate({**dict(self), **changes})
+
 
 class StatusModel(Model):
     """Status is written by the operator; tolerate fields other tools (kopf) add beside ours."""
@@ -66,7 +74,7 @@ class SecretKeyRef(Model):
     secret_key_key: str = Field("secretKey", description="Key in the Secret that holds the secret access key.")
 
 
-class ObjectStore(Model):
+class ObjectStoreSpec(Model):
     """An S3-compatible bucket. Credentials come only from a Secret, never inline."""
 
     endpoint: str = Field(description="host:port of the S3 endpoint, without scheme.", min_length=1, max_length=253)

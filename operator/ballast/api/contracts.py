@@ -52,9 +52,10 @@ class SampleRecord(Model):
 
 
 class RunPlan(Model):
-    """`runs/<run>/plan.json`: everything the training Job needs, frozen."""
+    """A run's `plan.json`: everything the training Job needs, frozen."""
 
     run: str
+    run_uid: str = Field(description="The run's uid: its artifacts live under runs/<run>/<uid>/.")
     pool: str
     kind: Literal["FineTune", "Rebase"]
     bucket: str
@@ -74,13 +75,21 @@ class RunPlan(Model):
     gates: GateThresholds
 
 
+class StageError(Model):
+    """A run's `<stage>-error.json`: why the trainer's stage failed, for the run's status."""
+
+    stage: Literal["train", "rebase", "gate"]
+    reason: Literal["Refused", "Error"] = Field(description="Refused: a seed rule forbids the plan; Error: it broke.")
+    message: str
+
+
 class EpochMetrics(Model):
     epoch: int
     metrics: dict[str, float]
 
 
 class Lineage(Model):
-    """`runs/<run>/lineage.json`: how the model was made, enough to reproduce it."""
+    """A model's `lineage.json`: how it was made, enough to reproduce it."""
 
     model_version: str
     base_version: str | None = Field(
@@ -99,7 +108,7 @@ class Lineage(Model):
 
 
 class TrainResult(Model):
-    """`runs/<run>/train-result.json`, written by the training Job."""
+    """A run's `train-result.json`, written by the training Job."""
 
     run: str
     model: ModelRef
@@ -125,7 +134,7 @@ class GateResult(Model):
 
 
 class GateReport(Model):
-    """`runs/<run>/gate-report.json`, written by the gate Job."""
+    """A run's `gate-report.json`, written by the gate Job."""
 
     run: str
     candidate: ModelRef

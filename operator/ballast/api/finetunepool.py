@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStore, StatusModel
+from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStoreSpec, StatusModel
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTunePool"
@@ -37,7 +37,7 @@ class Triggers(Model):
 
 class FineTunePoolSpec(Model):
     classes: list[str] = Field(min_length=1, max_length=1000, description="Class names, in class-id order.")
-    object_store: ObjectStore
+    object_store: ObjectStoreSpec
     anchor: AnchorDataset
     base_model: BaseModelRef = Field(description="The current base model every fine-tune starts from.")
     triggers: Triggers = Field(default_factory=Triggers)

@@ -1,7 +1,13 @@
-"""The `ballast` command.
+"""The `ballast` command: the operator itself, and the commands people use.
 
-ballast cluster up|down|env|status|logs POD|build   the local cluster (see `ballast cluster -h`)
-ballast demo                                      the whole continuous fine-tuning loop, locally
+    ballast operator [-n NS | -A]        run the reconcilers
+    ballast samples add|import ...       add human-verified samples to a pool
+    ballast runs approve RUN ...         approve a Review verdict
+    ballast release rollback RELEASE     go back to an earlier released model
+    ballast status                       pools, runs and releases at a glance
+
+The development tools (local cluster, demo) are `ballast-dev`; the trainer and `serve` are
+`ballast-trainer`, in the trainer image.
 """
 
 from __future__ import annotations
@@ -9,27 +15,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ballast.cli import cluster, demo, operator, people, serve
+from ballast.cli import operator, people
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="ballast", description="Continuous fine-tuning of YOLO detectors, safely.")
     commands = root.add_subparsers(dest="command", required=True)
-    cluster.register(commands)
-    demo.register(commands)
     operator.register(commands)
     people.register(commands)
-    serve.register(commands)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["serve"]:  # the server parses its own flags
-        from ballast.serve.server import main as serve_main
-
-        return serve_main(argv[1:])
-    args = parser().parse_args(argv)
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     return int(args.handler(args) or 0)
 
 

@@ -1,13 +1,30 @@
-"""`ballast operator`: run the reconcilers (out of cluster with a kubeconfig, or in a pod)."""
+"""`ballast operator`: run the reconcilers (out of cluster with a kubeconfig, or in a pod).
+
+Timing (each also from the environment, as the chart sets it):
+  --workers / BALLAST_WORKERS                       reconciles in parallel (default 4)
+  --pool-resync-seconds / BALLAST_POOL_RESYNC_SECONDS  re-list each pool's object store this often, for
+                                                    samples written without `ballast samples` (default 300)
+  --store-retry-seconds / BALLAST_STORE_RETRY_SECONDS  retry an unreachable object store this soon (default 5)
+Nothing else is periodic: the operator reacts to watch events and wakes only for what waits on time.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+
+from ballast.handlers import Settings, run_operator
+
+
+def _env(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    run = commands.add_parser("operator", help="run the operator", description=__doc__)
+    run = commands.add_parser(
+        "operator", help="run the operator", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeatable)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
@@ -25,24 +42,34 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="serve /metrics and the Alertmanager webhook (/alerts) on this port (0: any free port)",
     )
     run.add_argument("--http-host", default="0.0.0.0")
+    defaults = Settings()
+    run.add_argument("--workers", type=int, default=int(_env("BALLAST_WORKERS", defaults.workers)))
+    run.add_argument(
+        "--pool-resync-seconds", type=float, default=_env("BALLAST_POOL_RESYNC_SECONDS", defaults.pool_resync_seconds)
+    )
+    run.add_argument(
+        "--store-retry-seconds", type=float, default=_env("BALLAST_STORE_RETRY_SECONDS", defaults.store_retry_seconds)
+    )
     run.add_argument("--verbose", action="store_true")
     run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    import kopf
-
-    import ballast.handlers  # noqa: F401  (registers the handlers)
-
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    kopf.run(
-        standalone=args.standalone,
-        peering_name=None if args.standalone else args.peering,
-        clusterwide=args.all_namespaces or not args.namespace,
+    run_operator(
         namespaces=args.namespace,
-        liveness_endpoint=args.liveness,
-        memo=kopf.Memo(http_port=args.http_port, http_host=args.http_host),
+        clusterwide=args.all_namespaces or not args.namespace,
+        standalone=args.standalone,
+        peering=args.peering,
+        liveness=args.liveness,
+        http_port=args.http_port,
+        http_host=args.http_host,
+        settings=Settings(
+            workers=args.workers,
+            pool_resync_seconds=args.pool_resync_seconds,
+            store_retry_seconds=args.store_retry_seconds,
+        ),
     )
     return 0

@@ -21,8 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import config
-
 from ballast.api.common import Approval
 from ballast.api.samples import SampleError
 
@@ -73,11 +71,9 @@ def register(commands: argparse._SubParsersAction) -> None:
 def _namespace(args: argparse.Namespace) -> str:
     if getattr(args, "namespace", None):
         return str(args.namespace)
-    try:
-        _, active = config.list_kube_config_contexts()
-        return str(active.get("context", {}).get("namespace") or "default")
-    except (config.ConfigException, TypeError):
-        return "default"
+    from ballast.adapters.kube import current_namespace
+
+    return current_namespace()
 
 
 def _kube():  # type: ignore[no-untyped-def]
@@ -86,7 +82,8 @@ def _kube():  # type: ignore[no-untyped-def]
     return connect()
 
 
-def _pool_store(kube: Any, namespace: str, pool: str):  # type: ignore[no-untyped-def]
+def _pool(kube: Any, namespace: str, pool: str):  # type: ignore[no-untyped-def]
+    """The pool's body, spec and object store."""
     from ballast.adapters.kube import get_custom, object_store
     from ballast.api.finetunepool import FineTunePoolSpec
 
@@ -94,7 +91,30 @@ def _pool_store(kube: Any, namespace: str, pool: str):  # type: ignore[no-untype
     if body is None:
         raise SystemExit(f"error: FineTunePool {pool} not found in namespace {namespace}")
     spec = FineTunePoolSpec.model_validate(body["spec"])
-    return object_store(kube, namespace, spec.object_store), spec
+    return body, spec, object_store(kube, namespace, spec.object_store)
+
+
+def notify_pool(kube: Any, pool_body: dict[str, Any], added: int, reviewer: str) -> None:
+    """Tell the operator the pool grew (a labelled Event it watches), so it counts at once.
+
+    Without the right to post Events the samples are still stored; the operator then counts them
+    at its next resync of the pool (`--pool-resync-seconds`, default 5 minutes).
+    """
+    from ballast.adapters.kube import ApiException, post_event
+    from ballast.api.conditions import Reason
+    from ballast.policy.conditions import Event
+    from ballast.policy.manifests import LABEL_POOL
+
+    name = pool_body["metadata"]["name"]
+    event = Event(Reason.SAMPLES_ADDED, f"{added} reviewed samples added by {reviewer}")
+    try:
+        post_event(kube, pool_body, event, labels={LABEL_POOL: name})
+    except ApiException as error:
+        print(
+            f"note: samples stored, but the operator was not notified ({error.status} {error.reason}); "
+            "it counts them at its next resync of the pool",
+            file=sys.stderr,
+        )
 
 
 def _sample(image: Path, labels: Path, sample_id: str, args: argparse.Namespace, source: str):  # type: ignore[no-untyped-def]
@@ -118,13 +138,14 @@ def _samples_add(args: argparse.Namespace) -> int:
     from ballast.adapters.pool import add_sample
 
     kube = _kube()
-    store, spec = _pool_store(kube, _namespace(args), args.pool)
+    body, spec, store = _pool(kube, _namespace(args), args.pool)
     sample = _sample(args.image, args.labels, args.id or args.image.stem, args, "ballast-cli")
     try:
         record = add_sample(store, args.pool, sample, len(spec.classes))
     except SampleError as error:
         print(f"refused: {error}", file=sys.stderr)
         return 1
+    notify_pool(kube, body, 1, record.reviewed_by)
     print(f"added {record.id} to pool {args.pool} ({record.boxes} boxes, reviewed by {record.reviewed_by})")
     return 0
 
@@ -183,11 +204,13 @@ def import_export(
 
 def _samples_import(args: argparse.Namespace) -> int:
     kube = _kube()
-    store, spec = _pool_store(kube, _namespace(args), args.pool)
+    body, spec, store = _pool(kube, _namespace(args), args.pool)
     if not export_pairs(args.directory, args.format):
         print(f"refused: no images found under {args.directory}", file=sys.stderr)
         return 1
     report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
+    if report.added:
+        notify_pool(kube, body, len(report.added), args.reviewed_by)
     for name, why in report.refused.items():
         print(f"refused {name}: {why}", file=sys.stderr)
     print(

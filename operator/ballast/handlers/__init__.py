@@ -1,5 +1,34 @@
-"""Kopf handlers, one module per kind. Importing this package registers them all."""
+"""The kopf side of the operator: watches feed a work queue (runtime), one reconciler per kind
+(observe -> policy decides -> act). `run_operator` starts it all."""
 
-from ballast.handlers import finetunepool, finetunerun, modelrelease, startup
+from __future__ import annotations
 
-__all__ = ["finetunepool", "finetunerun", "modelrelease", "startup"]
+from ballast.handlers.common import Settings
+
+
+def run_operator(
+    *,
+    namespaces: list[str],
+    clusterwide: bool,
+    standalone: bool,
+    peering: str | None,
+    liveness: str | None,
+    http_port: int | None,
+    http_host: str,
+    settings: Settings,
+) -> None:
+    import kopf
+
+    from ballast.handlers import startup, watches  # noqa: F401  (registers the handlers)
+
+    kopf.run(
+        standalone=standalone,
+        peering_name=None if standalone else peering,
+        clusterwide=clusterwide,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+        memo=kopf.Memo(http_port=http_port, http_host=http_host, settings=settings),
+    )
+
+
+__all__ = ["Settings", "run_operator"]

@@ -1,33 +1,56 @@
-"""What the three reconcilers share: timing, status diffs, events, the clients kept in kopf's memo."""
+"""What the three reconcilers share: their context, reading bodies into typed views, writing
+status (only what changed, only onto the version that was read) and posting Events."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import kopf
+from ballast.adapters import kube
+from ballast.adapters.metrics import OperatorMetrics
+from ballast.api.common import StatusModel
+from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
+from ballast.handlers.runtime import Controller, Key
+from ballast.policy.conditions import Event
+from ballast.policy.finetunepool import run_number
+from ballast.policy.finetunerun import RunSummary
+from ballast.policy.manifests import LABEL_POOL
 
-from ballast.adapters.kube import Clients
-from ballast.adapters.objectstore import StoreUnavailable, requests_made
-from ballast.api.common import Condition, StatusModel
-from ballast.policy.conditions import set_condition
+POOLS, RUNS, RELEASES = "finetunepools", "finetuneruns", "modelreleases"
+KINDS = {POOLS: "FineTunePool", RUNS: "FineTuneRun", RELEASES: "ModelRelease"}
 
-# How often each kind is reconciled besides its watch events (seconds).
-POOL_INTERVAL = 2.0
-RUN_INTERVAL = 2.0
-RELEASE_INTERVAL = 2.0
+
+@dataclass(frozen=True)
+class Settings:
+    """The operator's timing, from flags or the chart's values (defaults documented in the README)."""
+
+    workers: int = 4
+    pool_resync_seconds: float = 300.0  # re-list each pool's store this often (samples written by other tools)
+    store_retry_seconds: float = 5.0  # an unreachable object store is tried again this soon
+    conflict_retry_seconds: float = 0.5  # a status patch refused as stale: read again this soon
+    backoff_base_seconds: float = 1.0
+    backoff_max_seconds: float = 60.0
+
+
+@dataclass
+class Context:
+    clients: kube.Clients
+    controller: Controller
+    metrics: OperatorMetrics | None
+    settings: Settings
+
+    def body(self, key: Key) -> dict[str, Any] | None:
+        return self.controller.cache.get(key)
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def clients(memo: Any) -> Clients:
-    return memo["clients"]  # type: ignore[no-any-return]
+def created_at(body: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(body["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
 
 
 def status_changes(old: dict[str, Any], new: StatusModel) -> dict[str, Any]:
@@ -45,50 +68,58 @@ def status_changes(old: dict[str, Any], new: StatusModel) -> dict[str, Any]:
     return changes
 
 
-def apply_status(patch: kopf.Patch, old: dict[str, Any], new: StatusModel) -> None:
-    for key, value in status_changes(old, new).items():
-        patch.status[key] = value
+def write_status(ctx: Context, key: Key, body: dict[str, Any], new: StatusModel) -> dict[str, Any]:
+    """Patch the fields that changed, onto the version that was read (kube.Conflict otherwise);
+    the cache takes the answer at once, so the next reconcile sees its own write."""
+    changes = status_changes(dict(body.get("status") or {}), new)
+    if not changes:
+        return body
+    updated = kube.patch_status(
+        ctx.clients, key.namespace, key.kind, key.name, changes, body["metadata"].get("resourceVersion")
+    )
+    ctx.controller.cache.put(key, updated)
+    return updated
 
 
-def with_condition(
-    conditions: list[Condition], type_: str, status: bool | str, reason: str, message: str, generation: int | None
-) -> list[Condition]:
-    return set_condition(conditions, type_, status, reason, message, now(), generation)  # type: ignore[arg-type]
+def post(ctx: Context, body: dict[str, Any], events: tuple[Event, ...]) -> None:
+    for event in events:
+        kube.post_event(ctx.clients, body, event)
 
 
-def event(body: Any, reason: str, message: str, warning: bool = False) -> None:
-    """A Kubernetes Event on the object, kubectl-describe style ("Created Job x")."""
-    kopf.event(body, type="Warning" if warning else "Normal", reason=reason, message=message)
+def run_summary(body: dict[str, Any]) -> RunSummary:
+    """A FineTuneRun body, parsed once into what pools and releases look at."""
+    spec = FineTuneRunSpec.model_validate(body["spec"])
+    status = FineTuneRunStatus.model_validate(body.get("status") or {})
+    snapshot = status.snapshot or spec.snapshot
+    name = body["metadata"]["name"]
+    return RunSummary(
+        name=name,
+        number=run_number(spec.pool, name),
+        kind=spec.kind,
+        phase=status.phase,
+        verdict=status.verdict,
+        approval=spec.approval,
+        sample_count=snapshot.sample_count if snapshot else 0,
+        model=status.model,
+        base_version=spec.base_model.version,
+        created=created_at(body),
+        report_uri=status.gates.report_uri,
+    )
 
 
-STORE_RETRY_SECONDS = 5.0
-
-
-def say_in_message(patch: kopf.Patch) -> Callable[[str], None]:
-    """Report a problem in status.message (runs and releases have one)."""
-    return lambda message: patch.status.__setitem__("message", message)
-
-
-@contextmanager
-def reconciling(memo: Any, kind: str, patch: kopf.Patch, say: Callable[[str], None]) -> Iterator[None]:
-    """Around one reconcile: time it, count its errors and object-store requests (kopf runs each
-    sync handler on one worker thread, so the per-thread request count is this reconcile's), and
-    when the store is down report it with `say` and retry soon; nothing half-done is kept."""
-    metrics = memo.get("metrics")
-    started, requests = time.monotonic(), requests_made()
-    try:
-        yield
-    except StoreUnavailable as error:
-        if metrics is not None:
-            metrics.reconcile_errors.labels(kind).inc()
-        patch.clear()
-        say(f"{error}; retrying every {STORE_RETRY_SECONDS:.0f} s")
-        raise kopf.TemporaryError(str(error), delay=STORE_RETRY_SECONDS) from None
-    except Exception:
-        if metrics is not None:
-            metrics.reconcile_errors.labels(kind).inc()
-        raise
-    finally:
-        if metrics is not None:
-            metrics.reconcile_seconds.labels(kind).observe(time.monotonic() - started)
-            metrics.store_requests.labels(kind).inc(requests_made() - requests)
+def pool_runs(ctx: Context, namespace: str, pool: str) -> tuple[RunSummary, ...]:
+    """The pool's runs (its label, or a hand-made run naming it), oldest first."""
+    bodies = ctx.controller.cache.list(
+        RUNS,
+        namespace,
+        lambda b: (
+            b.get("metadata", {}).get("labels", {}).get(LABEL_POOL) == pool or b.get("spec", {}).get("pool") == pool
+        ),
+    )
+    summaries = []
+    for body in bodies:
+        try:
+            summaries.append(run_summary(body))
+        except ValueError:  # a run the apiserver admitted but our models refuse: not ours to count
+            continue
+    return tuple(sorted(summaries, key=lambda r: (r.created, r.number, r.name)))

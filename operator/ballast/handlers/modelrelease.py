@@ -1,284 +1,117 @@
-"""ModelRelease reconciler: move a serving Deployment to a model only when its run allows it.
-
-observe (spec, the run that produced the model, the Deployment) -> decide (release eligibility,
-digest check, rollout state) -> act (patch the Deployment, wait for Available, record history, or
-roll back). A blocked release touches nothing.
-"""
+"""ModelRelease reconciler: observe (spec, the pool and its runs, the Deployment) -> decide
+(ballast.policy.modelrelease.decide_release) -> act (publish the model and patch the Deployment,
+or put the previous model back) and write status. A blocked release touches nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-import kopf
-from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
 
-from ballast.adapters.kube import Clients, StoreCredentialsMissing, get_custom, list_custom, object_store, rollout_state
-from ballast.adapters.objectstore import DigestMismatch, ObjectStore
-from ballast.api.common import GROUP, VERSION, ModelRef
-from ballast.api.conditions import Reason, ReleaseCondition
-from ballast.api.finetunepool import PLURAL as POOL_PLURAL
+from ballast.adapters import kube
+from ballast.adapters.models import publish_model
+from ballast.adapters.objectstore import DigestMismatch, StoreUnavailable
+from ballast.api.conditions import Reason
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
-from ballast.api.finetunerun import PLURAL as RUN_PLURAL
-from ballast.api.finetunerun import FineTuneRunSpec
-from ballast.api.modelrelease import (
-    ANNOTATION_MODEL,
-    PLURAL,
-    ModelReleaseSpec,
-    ModelReleaseStatus,
-    ReleaseRecord,
+from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus
+from ballast.handlers.common import POOLS, Context, now, pool_runs, post, write_status
+from ballast.handlers.runtime import DONE, Key, Outcome
+from ballast.policy.manifests import deployment_patch
+from ballast.policy.modelrelease import (
+    ReleaseAction,
+    ReleaseObservation,
+    ReleaseStep,
+    blocked,
+    decide_release,
+    last_spec_editor,
 )
-from ballast.handlers.common import (
-    RELEASE_INTERVAL,
-    apply_status,
-    clients,
-    event,
-    now,
-    reconciling,
-    say_in_message,
-    with_condition,
-)
-from ballast.policy.manifests import LABEL_POOL, deployment_patch
-from ballast.policy.modelrelease import Eligibility, release_eligibility
 
 
-def find_model(
-    kube: Clients, namespace: str, pool_name: str, version: str
-) -> tuple[ModelRef | None, dict[str, Any] | None, FineTunePoolSpec | None]:
-    """The model named `version` and the run that produced it (None for the pool's original base)."""
-    pool_body = get_custom(kube, namespace, POOL_PLURAL, pool_name)
-    if pool_body is None:
-        return None, None, None
-    pool = FineTunePoolSpec.model_validate(pool_body["spec"])
-    for run in list_custom(kube, namespace, RUN_PLURAL, f"{LABEL_POOL}={pool_name}"):
-        model = run.get("status", {}).get("model")
-        if model and model["version"] == version:
-            return ModelRef.model_validate(model), run, pool
-    if pool.base_model.version == version:
-        return ModelRef.model_validate(pool.base_model.to_wire()), None, pool
-    adopted = FineTunePoolStatus.model_validate(pool_body.get("status") or {}).current_base_model
-    if adopted and adopted.version == version:
-        return adopted, None, pool
-    return None, None, pool
+def observe(ctx: Context, key: Key, body: dict[str, Any], spec: ModelReleaseSpec) -> ReleaseObservation:
+    pool_body = ctx.body(Key(POOLS, key.namespace, spec.pool))
+    pool, pool_status = None, None
+    if pool_body is not None:
+        try:
+            pool = FineTunePoolSpec.model_validate(pool_body["spec"])
+            pool_status = FineTunePoolStatus.model_validate(pool_body.get("status") or {})
+        except ValidationError:
+            pool = None
+    return ReleaseObservation(
+        name=key.name,
+        generation=body["metadata"].get("generation"),
+        now=now(),
+        spec=spec,
+        status=ModelReleaseStatus.model_validate(body.get("status") or {}),
+        deployment=kube.read_deployment(ctx.clients, key.namespace, spec.deployment.name),
+        pool=pool,
+        pool_status=pool_status,
+        runs=pool_runs(ctx, key.namespace, spec.pool),
+        last_editor=last_spec_editor(body["metadata"].get("managedFields") or []),
+    )
 
 
-def eligibility(version: str, run: dict[str, Any] | None, is_base: bool) -> Eligibility:
-    if run is None:
-        if is_base:
-            return Eligibility(True, Reason.PASS, f"{version} is the pool's base model")
-        return release_eligibility(version, None, None, None, None)
-    status = run.get("status", {})
-    approval = FineTuneRunSpec.model_validate(run["spec"]).approval
-    return release_eligibility(version, run["metadata"]["name"], status.get("phase"), status.get("verdict"), approval)
-
-
-def publish(store: ObjectStore, model: ModelRef) -> str:
-    """Verify the artifact's digest, keep a copy under models/<version>/ (retained for rollback)."""
-    source = store.relative(model.uri)
-    target = f"models/{model.version}/model.pt"
-    if source != target and not store.exists(target):
-        store.get(source, model.digest)
-        store.copy(source, target)
-        for sidecar in ("lineage.json", "baseline.json"):
-            key = source.rsplit("/", 1)[0] + "/" + sidecar
-            if store.exists(key):
-                store.copy(key, f"models/{model.version}/{sidecar}")
-    store.get(target, model.digest)  # the copy that serves must match too
-    return store.uri(target)
-
-
-def _container(deployment: Any, wanted: str | None) -> str:
-    names = [c.name for c in deployment.spec.template.spec.containers]
-    if wanted is None:
-        return str(names[0])
-    if wanted not in names:
-        raise ValueError(f"spec.deployment.container: {wanted} is not a container of {deployment.metadata.name}")
-    return wanted
-
-
-def serving_version(deployment: Any) -> str | None:
-    annotations = deployment.spec.template.metadata.annotations or {}
-    return annotations.get(ANNOTATION_MODEL)
-
-
-def reconcile(name: str, namespace: str, body: Any, patch: kopf.Patch, memo: Any) -> None:
-    raw_status = dict(body.get("status") or {})
-    status = ModelReleaseStatus.model_validate(raw_status)
-    spec = ModelReleaseSpec.model_validate(dict(body["spec"]))
-    generation = body["metadata"].get("generation")
-    kube = clients(memo)
-    conditions = list(status.conditions)
-
-    def write(update: dict[str, Any]) -> None:
-        apply_status(
-            patch,
-            raw_status,
-            status.model_copy(
-                update={
-                    **update,
-                    "conditions": conditions,
-                    "observed_generation": generation,
-                    "desired_model": spec.model,
-                }
-            ),
-        )
-
-    def block(reason: Reason, message: str) -> None:
-        nonlocal conditions
-        conditions = with_condition(conditions, ReleaseCondition.BLOCKED, True, reason, message, generation)
-        if status.phase != "Blocked" or status.message != message:
-            event(body, "Blocked", message, warning=True)
-        write({"phase": "Blocked", "message": message})
-
+def roll_out(ctx: Context, key: Key, obs: ReleaseObservation, action: ReleaseAction) -> ReleaseAction:
+    """Publish the model (digests checked), then point the Deployment at the published copy."""
+    assert obs.pool is not None and action.model is not None and action.target is not None
+    assert action.container is not None
     try:
-        deployment = kube.apps.read_namespaced_deployment(spec.deployment.name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            return block(Reason.DEPLOYMENT_NOT_FOUND, f"Deployment {spec.deployment.name} not found")
-        raise
-    serving = serving_version(deployment)
-
-    if serving == spec.model:
-        state, detail = rollout_state(deployment)
-        if state == "Available":
-            if status.current_model != spec.model or status.phase != "Released":
-                record = status.history[0] if status.history and status.history[0].model.version == spec.model else None
-                if record is None:
-                    record = status.pending
-                history = ([record] if record else []) + [h for h in status.history if h.model.version != spec.model]
-                event(body, "Released", f"Deployment {spec.deployment.name} runs {spec.model} ({detail})")
-                conditions = with_condition(
-                    conditions, ReleaseCondition.AVAILABLE, True, Reason.ROLLED_OUT, detail, generation
-                )
-                conditions = with_condition(
-                    conditions, ReleaseCondition.BLOCKED, False, Reason.ROLLED_OUT, "", generation
-                )
-                write(
-                    {
-                        "phase": "Released",
-                        "current_model": spec.model,
-                        "message": detail,
-                        "history": history[: spec.history_limit],
-                        "pending": None,
-                    }
-                )
-            return
-        started = status.rollout_started_at
-        overdue = started is not None and (now() - started).total_seconds() > spec.progress_deadline_seconds
-        if state == "Failed" or overdue:
-            return roll_back(kube, namespace, body, spec, status, deployment, write, detail, generation, conditions)
-        conditions = with_condition(
-            conditions, ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, detail, generation
-        )
-        write({"phase": "Progressing", "message": detail})
-        return
-
-    if status.failed_model == spec.model:
-        if status.phase == "RolledBack":
-            return None
-        return block(
-            Reason.ROLLOUT_FAILED,
-            f"{spec.model} failed to roll out and was rolled back; set spec.model to another version",
-        )
-    model, run, pool = find_model(kube, namespace, spec.pool, spec.model)
-    if pool is None:
-        return block(Reason.MODEL_NOT_FOUND, f"FineTunePool {spec.pool} not found")
-    if model is None:
-        return block(Reason.MODEL_NOT_FOUND, f"no run of pool {spec.pool} produced {spec.model}")
-    decision = eligibility(spec.model, run, run is None)
-    if not decision.allowed:
-        return block(decision.reason, decision.message)
-    try:
-        store = object_store(kube, namespace, pool.object_store)
-        released_uri = publish(store, model)
-        container = _container(deployment, spec.deployment.container)
+        store = kube.object_store(ctx.clients, key.namespace, obs.pool.object_store)
+        publish_model(store, obs.spec.pool, action.model)
     except DigestMismatch as error:
-        return block(Reason.DIGEST_MISMATCH, f"{spec.model}: {error}")
-    except (StoreCredentialsMissing, ValueError) as error:
-        return block(Reason.MODEL_NOT_FOUND, str(error))
-    kube.apps.patch_namespaced_deployment(
-        spec.deployment.name, namespace, deployment_patch(container, model, released_uri)
-    )
-    run_spec = FineTuneRunSpec.model_validate(run["spec"]) if run else None
-    record = ReleaseRecord(
-        model=model.model_copy(update={"uri": released_uri}),
-        run=run["metadata"]["name"] if run else None,
-        verdict=run.get("status", {}).get("verdict") if run else None,
-        approved_by=run_spec.approval.by if run_spec and run_spec.approval else None,
-        released_at=now(),
-        released_by=_last_editor(body),
-        evidence=run.get("status", {}).get("gates", {}).get("reportUri") if run else None,
-    )
-    rollback = any(h.model.version == spec.model for h in status.history)
-    if rollback and memo.get("metrics") is not None:
-        memo["metrics"].release_rollbacks.labels(namespace, name).inc()
-    event(
-        body,
-        "RollingBack" if rollback else "Rollout",
-        f"Patched Deployment {spec.deployment.name}: {serving or 'nothing'} -> {spec.model} ({decision.message})",
-    )
-    conditions = with_condition(
-        conditions, ReleaseCondition.BLOCKED, False, decision.reason, decision.message, generation
-    )
-    conditions = with_condition(
-        conditions, ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, f"rolling out {spec.model}", generation
-    )
-    write(
-        {
-            "phase": "Progressing",
-            "message": f"rolling out {spec.model}",
-            "rollout_started_at": now(),
-            "pending": record,
-            "previous_model": serving,
-            "failed_model": None,
-            "rollbacks": status.rollbacks + (1 if rollback else 0),
-        }
-    )
+        return blocked(obs, Reason.DIGEST_MISMATCH, f"{obs.spec.model}: {error}")
+    except kube.StoreCredentialsMissing as error:
+        return blocked(obs, Reason.MODEL_NOT_FOUND, str(error))
+    patch = deployment_patch(action.container, action.target, action.target.uri)
+    kube.patch_deployment(ctx.clients, key.namespace, obs.spec.deployment.name, patch)
+    if action.rollback and ctx.metrics is not None:
+        ctx.metrics.release_rollbacks.labels(key.namespace, key.name).inc()
+    return action
 
 
-def record_release_metrics(memo: Any, namespace: str, name: str, previous: str | None, current: str) -> None:
-    metrics = memo.get("metrics")
-    if metrics is None:
+def roll_back(ctx: Context, key: Key, obs: ReleaseObservation, action: ReleaseAction) -> ReleaseAction:
+    if action.target is not None and action.container is not None:
+        patch = deployment_patch(action.container, action.target, action.target.uri)
+        kube.patch_deployment(ctx.clients, key.namespace, obs.spec.deployment.name, patch)
+    if ctx.metrics is not None:
+        ctx.metrics.release_rollbacks.labels(key.namespace, key.name).inc()
+    return action
+
+
+ACT = {ReleaseStep.ROLL_OUT: roll_out, ReleaseStep.ROLL_BACK: roll_back}
+
+
+def reconcile(ctx: Context, key: Key) -> Outcome:
+    body = ctx.body(key)
+    if body is None:
+        return DONE
+    spec = ModelReleaseSpec.model_validate(body["spec"])
+    try:
+        obs = observe(ctx, key, body, spec)
+        action = decide_release(obs)
+        act = ACT.get(action.step)
+        if act is not None:
+            action = act(ctx, key, obs, action)
+    except StoreUnavailable as error:
+        retry = ctx.settings.store_retry_seconds
+        status = ModelReleaseStatus.model_validate(body.get("status") or {})
+        write_status(ctx, key, body, status.evolve(message=f"{error}; retrying every {retry:.0f} s"))
+        return Outcome(requeue_after=retry)
+    if action.step is ReleaseStep.NOTHING:
+        return DONE
+    updated = write_status(ctx, key, body, action.status)
+    post(ctx, updated, action.events)
+    record_metrics(ctx, key, action.status)
+    if action.wake_at is None:
+        return DONE
+    # Wake just after the rollout deadline, if no Deployment event comes first.
+    return Outcome(requeue_after=max(0.0, (action.wake_at + timedelta(seconds=1) - now()).total_seconds()))
+
+
+def record_metrics(ctx: Context, key: Key, status: ModelReleaseStatus) -> None:
+    metrics = ctx.metrics
+    if metrics is None or status.phase != "Released" or status.current_model is None:
         return
-    if previous and previous != current:
-        metrics.release_model.labels(namespace, name, previous).set(0)
-    metrics.release_model.labels(namespace, name, current).set(1)
-
-
-def roll_back(kube, namespace, body, spec, status, deployment, write, detail, generation, conditions):  # type: ignore[no-untyped-def]
-    """The rollout failed: put the previous model back (if there was one) and remember the failure."""
-    previous = next((h for h in status.history if h.model.version != spec.model), None)
-    message = f"rollout of {spec.model} failed ({detail})"
-    if previous is not None:
-        container = _container(deployment, spec.deployment.container)
-        kube.apps.patch_namespaced_deployment(
-            spec.deployment.name, namespace, deployment_patch(container, previous.model, previous.model.uri)
-        )
-        message += f"; rolled back to {previous.model.version}"
-    event(body, "RolledBack", message, warning=True)
-    conditions = with_condition(
-        conditions, ReleaseCondition.AVAILABLE, False, Reason.ROLLOUT_FAILED, message, generation
-    )
-    write(
-        {
-            "phase": "RolledBack",
-            "message": message,
-            "failed_model": spec.model,
-            "rollbacks": status.rollbacks + 1,
-            "current_model": previous.model.version if previous else None,
-            "pending": None,
-            "rollout_started_at": None,
-        }
-    )
-
-
-def _last_editor(body: Any) -> str | None:
-    for entry in reversed(body["metadata"].get("managedFields") or []):
-        if "f:spec" in str(entry.get("fieldsV1", {})):
-            return str(entry.get("manager"))
-    return None
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=RELEASE_INTERVAL)
-def release_timer(name: str, namespace: str, body: Any, patch: kopf.Patch, memo: Any, **_: Any) -> None:
-    with reconciling(memo, "ModelRelease", patch, say_in_message(patch)):
-        reconcile(name, namespace, body, patch, memo)
+    for record in status.history[1:]:
+        metrics.release_model.labels(key.namespace, key.name, record.model.version).set(0)
+    metrics.release_model.labels(key.namespace, key.name, status.current_model).set(1)

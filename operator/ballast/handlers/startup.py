@@ -1,4 +1,4 @@
-"""Operator start-up: kopf settings and the API clients every handler shares (through kopf's memo)."""
+"""Operator start-up: kopf's settings, the reconcile loop's workers, and the HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -11,6 +11,31 @@ import kopf
 from ballast.adapters.http import serve
 from ballast.adapters.kube import connect
 from ballast.adapters.metrics import OperatorMetrics
+from ballast.handlers import finetunepool, finetunerun, modelrelease
+from ballast.handlers.common import KINDS, POOLS, RELEASES, RUNS, Context, Settings
+from ballast.handlers.runtime import Backoff, Controller, Key
+from ballast.handlers.watches import LABEL_SELECTORS
+
+RECONCILERS = {POOLS: finetunepool.reconcile, RUNS: finetunerun.reconcile, RELEASES: modelrelease.reconcile}
+
+
+def build_context(settings: Settings, metrics: OperatorMetrics | None) -> Context:
+    """The clients, the controller and its reconcilers, wired together (not started)."""
+    clients = connect()
+
+    def observe(key: Key, seconds: float, failed: bool) -> None:
+        if metrics is not None:
+            metrics.reconcile_seconds.labels(KINDS[key.kind]).observe(seconds)
+            if failed:
+                metrics.reconcile_errors.labels(KINDS[key.kind]).inc()
+
+    controller = Controller(
+        {}, settings.workers, Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds), observe
+    )
+    context = Context(clients, controller, metrics, settings)
+    for kind, reconcile in RECONCILERS.items():
+        controller.reconcilers[kind] = lambda key, reconcile=reconcile: reconcile(context, key)  # type: ignore[misc]
+    return context
 
 
 @kopf.on.startup()
@@ -19,26 +44,29 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     # The namespaces are named exactly; no cluster-wide namespace or CRD discovery (and no RBAC for it).
     settings.scanning.disabled = True
-    settings.execution.max_workers = 20
     settings.watching.server_timeout = 60
     settings.watching.client_timeout = 90
-    # Handlers here are timers that re-run anyway; keep kopf's own retries short.
     settings.networking.request_timeout = 60
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="ballast.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix="ballast.dev")
-    memo["clients"] = connect()
-    memo["metrics"] = OperatorMetrics()
+    for resource, selector in LABEL_SELECTORS.items():
+        settings.watching.label_selectors[resource] = selector
+    operator_settings: Settings = memo.get("settings") or Settings()
+    metrics = OperatorMetrics()
+    context = build_context(operator_settings, metrics)
+    memo["context"] = context
+    memo["controller"] = context.controller
+    context.controller.start()
     port = memo.get("http_port")
     if port is not None:
         token = os.environ.get("BALLAST_WEBHOOK_TOKEN") or None
         namespace = os.environ.get("POD_NAMESPACE", "default")
-        memo["http"] = serve(
-            memo["clients"], memo["metrics"], token, namespace, memo.get("http_host", "0.0.0.0"), int(port)
-        )
+        memo["http"] = serve(context.clients, metrics, token, namespace, memo.get("http_host", "0.0.0.0"), int(port))
 
 
 @kopf.on.cleanup()
-def stop_http(memo: Any, **_: Any) -> None:
+def stop(memo: Any, **_: Any) -> None:
     server = memo.get("http")
     if server is not None:
         server.shutdown()
+    controller = memo.get("controller")
+    if controller is not None:
+        controller.stop()

@@ -1,11 +1,14 @@
-"""Setting a condition the Kubernetes way: lastTransitionTime moves only when the status changes."""
+"""Conditions the Kubernetes way (lastTransitionTime moves only when the status changes), and the
+Events decisions ask for."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from ballast.api.common import Condition, ConditionStatus
+from ballast.api.conditions import Reason
 
 
 def set_condition(
@@ -37,3 +40,12 @@ def set_condition(
 
 def condition_is_true(conditions: Sequence[Condition], type_: str) -> bool:
     return any(c.type == type_ and c.status == "True" for c in conditions)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event a decision asks for, kubectl-describe style ("Created Job x")."""
+
+    reason: Reason
+    message: str
+    warning: bool = False

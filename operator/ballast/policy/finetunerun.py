@@ -1,15 +1,36 @@
-"""A FineTuneRun's next step, from what is observed: Planning -> Training -> Gating -> terminal.
+"""A FineTuneRun's reconcile, decided: Pending -> Planning -> Training -> Gating -> terminal.
 
-Level-based: the same observation always gives the same step, so a restarted operator resumes a
-run where the cluster says it is, and never creates a second Job for a stage.
+`RunObservation -> decide_run -> RunAction`. Level-based: the same observation always gives the
+same step, so a restarted operator resumes a run where the cluster says it is, and never creates a
+second Job for a stage. Each step does one thing; the handler maps it to one small function.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
-from ballast.policy.finetunepool import MIN_SAMPLES_FLOOR
+from ballast.api.common import Approval, Condition, ModelRef, Verdict
+from ballast.api.conditions import Reason, RunCondition
+from ballast.api.contracts import GateReport, TrainResult
+from ballast.api.finetunerun import (
+    TERMINAL_PHASES,
+    ClassGateRow,
+    FineTuneRunSpec,
+    FineTuneRunStatus,
+    GateEvidence,
+    Phase,
+    PlanSummary,
+    RunKind,
+    SampleSnapshot,
+)
+from ballast.policy.conditions import Event, set_condition
+from ballast.policy.eligibility import release_eligibility
+from ballast.policy.manifests import Stage, job_name
+
+# Seed section 5: never fine-tune on fewer than 50 samples (hand-made runs included).
+MIN_FINETUNE_SAMPLES = 50
 
 
 class JobState(StrEnum):
@@ -19,67 +40,258 @@ class JobState(StrEnum):
     FAILED = "Failed"
 
 
-class Step(StrEnum):
-    REFUSE = "Refuse"  # fail before any Job exists
-    PLAN = "Plan"
-    CREATE_TRAIN_JOB = "CreateTrainJob"
-    WAIT_TRAINING = "WaitTraining"
-    READ_TRAIN_RESULT = "ReadTrainResult"
-    CREATE_GATE_JOB = "CreateGateJob"
-    WAIT_GATING = "WaitGating"
-    READ_GATE_REPORT = "ReadGateReport"
-    FAIL = "Fail"
-    DONE = "Done"
+@dataclass(frozen=True)
+class JobView:
+    state: JobState
+    reason: str = ""  # a failed Job's condition reason (BackoffLimitExceeded, DeadlineExceeded, ...)
+    detail: str = ""  # why it failed: the trainer's error document, else the pod's termination
+
+
+NO_JOB = JobView(JobState.MISSING)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a pool or a release needs to know of one run."""
+
+    name: str
+    number: int  # N of `<pool>-run-N`; 0 for a run a person named
+    kind: RunKind
+    phase: Phase
+    verdict: Verdict | None
+    approval: Approval | None
+    sample_count: int  # the size of its frozen snapshot
+    model: ModelRef | None
+    base_version: str
+    created: datetime
+    report_uri: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.phase in TERMINAL_PHASES
 
 
 @dataclass(frozen=True)
 class RunObservation:
-    phase: str
-    kind: str
-    sample_count: int | None  # the frozen snapshot's size, once known
-    plan_written: bool
-    train_job: JobState
-    train_result_written: bool
-    gate_job: JobState
-    gate_report_written: bool
-    terminal: bool
+    name: str
+    generation: int | None
+    now: datetime
+    spec: FineTuneRunSpec
+    status: FineTuneRunStatus
+    pool_problem: tuple[Reason, str] | None  # the pool is missing or unusable
+    train: JobView = NO_JOB
+    train_result: TrainResult | None = None  # read once the training Job completed
+    gate: JobView = NO_JOB
+    gate_report: GateReport | None = None  # read once the gate Job completed
+
+    @property
+    def snapshot(self) -> SampleSnapshot | None:
+        return self.spec.snapshot or self.status.snapshot
+
+
+class RunStep(StrEnum):
+    FINISHED = "Finished"  # terminal: only the Approved condition may still change
+    FREEZE_SNAPSHOT = "FreezeSnapshot"  # a hand-made run: freeze the pool's samples now
+    PLAN = "Plan"
+    CREATE_JOB = "CreateJob"
+    WAIT = "Wait"
+    RECORD_TRAINED = "RecordTrained"
+    RECORD_VERDICT = "RecordVerdict"
+    FAIL = "Fail"
 
 
 @dataclass(frozen=True)
-class RunStep:
-    step: Step
-    reason: str = ""
-    message: str = ""
+class RunAction:
+    step: RunStep
+    status: FineTuneRunStatus
+    events: tuple[Event, ...] = ()
+    stage: Stage | None = None  # CREATE_JOB: the Job to create
 
 
-def next_step(obs: RunObservation) -> RunStep:
-    if obs.terminal:
-        return RunStep(Step.DONE)
-    if not obs.plan_written:
-        if obs.kind == "FineTune" and obs.sample_count is not None and obs.sample_count < MIN_SAMPLES_FLOOR:
-            return RunStep(
-                Step.REFUSE,
-                "TooFewSamples",
-                f"the pool snapshot holds {obs.sample_count} verified samples; never fine-tune on fewer than "
-                f"{MIN_SAMPLES_FLOOR} (seed section 5)",
+def training_stage(spec: FineTuneRunSpec) -> Stage:
+    return "rebase" if spec.kind == "Rebase" else "train"
+
+
+def approval_condition(status: FineTuneRunStatus, spec: FineTuneRunSpec, name: str) -> tuple[bool, Reason, str]:
+    if status.verdict is None:
+        return False, Reason.WAITING, "no verdict yet"
+    version = status.model.version if status.model else "?"
+    decision = release_eligibility(version, name, status.phase, status.verdict, spec.approval)
+    return decision.allowed, decision.reason, decision.message
+
+
+class _Builder:
+    """Status changes of one decision: conditions set with this reconcile's time and generation."""
+
+    def __init__(self, obs: RunObservation) -> None:
+        self.obs = obs
+        self.conditions: list[Condition] = list(obs.status.conditions)
+
+    def condition(self, type_: str, ok: bool, reason: Reason, message: str) -> None:
+        self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
+
+    def status(self, **changes: object) -> FineTuneRunStatus:
+        """The new status: `changes`, these conditions, and the Approved condition they imply."""
+        obs = self.obs
+        draft = obs.status.evolve(**changes)
+        ok, reason, message = approval_condition(draft, obs.spec, obs.name)
+        self.condition(RunCondition.APPROVED, ok, reason, message)
+        return draft.evolve(conditions=self.conditions, observed_generation=obs.generation)
+
+
+def _fail(obs: RunObservation, reason: Reason, message: str, stage: Stage | None = None) -> RunAction:
+    builder = _Builder(obs)
+    message = message[:1000]
+    if stage in ("train", "rebase"):
+        builder.condition(RunCondition.TRAINED, False, Reason.JOB_FAILED, message)
+    status = builder.status(phase="Failed", message=message, finished_at=obs.now)
+    return RunAction(RunStep.FAIL, status, (Event(reason, message, warning=True),), stage=stage)
+
+
+def _job_failure(obs: RunObservation, reason: Reason, stage: Stage, job: JobView) -> RunAction:
+    message = f"{reason}: Job {job_name(obs.name, stage)} {job.reason or 'failed'}"
+    if job.detail:
+        message += f": {job.detail}"
+    return _fail(obs, reason, message, stage)
+
+
+def _stage_step(obs: RunObservation, stage: Stage, job: JobView, phase: Phase) -> RunAction | None:
+    """Create, wait for, or fail on a stage's Job; None once it succeeded (the caller reads its result)."""
+    builder = _Builder(obs)
+    name = job_name(obs.name, stage)
+    jobs = obs.status.jobs.evolve(**{"gate" if stage == "gate" else "train": name})
+    if job.state is JobState.MISSING:
+        event = Event(Reason.CREATED_JOB, f"Created Job {name}")
+        status = builder.status(phase=phase, jobs=jobs, message=f"Job {name} running")
+        return RunAction(RunStep.CREATE_JOB, status, (event,), stage=stage)
+    if job.state is JobState.ACTIVE:
+        return RunAction(RunStep.WAIT, builder.status(phase=phase, jobs=jobs))
+    if job.state is JobState.FAILED:
+        return _job_failure(obs, Reason.GATING_FAILED if stage == "gate" else Reason.TRAINING_FAILED, stage, job)
+    return None
+
+
+def decide_run(obs: RunObservation) -> RunAction:
+    status, spec = obs.status, obs.spec
+    if status.phase in TERMINAL_PHASES:
+        return RunAction(RunStep.FINISHED, _Builder(obs).status())
+    if obs.pool_problem is not None:
+        return _fail(obs, *obs.pool_problem)
+    builder = _Builder(obs)
+    started = {"started_at": status.started_at or obs.now}
+    if status.plan is None:
+        snapshot = obs.snapshot
+        if snapshot is None:
+            return RunAction(RunStep.FREEZE_SNAPSHOT, builder.status(**started))
+        if spec.kind == "FineTune" and snapshot.sample_count < MIN_FINETUNE_SAMPLES:
+            message = (
+                f"the pool snapshot holds {snapshot.sample_count} verified samples; never fine-tune on fewer than "
+                f"{MIN_FINETUNE_SAMPLES} (seed section 5)"
             )
-        return RunStep(Step.PLAN)
-    if not obs.train_result_written:
-        if obs.train_job is JobState.MISSING:
-            return RunStep(Step.CREATE_TRAIN_JOB)
-        if obs.train_job is JobState.FAILED:
-            return RunStep(Step.FAIL, "TrainingFailed")
-        if obs.train_job is JobState.SUCCEEDED:
-            return RunStep(Step.FAIL, "TrainResultMissing", "the training Job succeeded but wrote no TrainResult")
-        return RunStep(Step.WAIT_TRAINING)
-    if obs.phase in ("Pending", "Planning", "Training"):
-        return RunStep(Step.READ_TRAIN_RESULT)
-    if not obs.gate_report_written:
-        if obs.gate_job is JobState.MISSING:
-            return RunStep(Step.CREATE_GATE_JOB)
-        if obs.gate_job is JobState.FAILED:
-            return RunStep(Step.FAIL, "GatingFailed")
-        if obs.gate_job is JobState.SUCCEEDED:
-            return RunStep(Step.FAIL, "GateReportMissing", "the gate Job succeeded but wrote no GateReport")
-        return RunStep(Step.WAIT_GATING)
-    return RunStep(Step.READ_GATE_REPORT)
+            builder.condition(RunCondition.PLANNED, False, Reason.PLAN_REFUSED, message)
+            refused = builder.status(phase="Failed", message=message, finished_at=obs.now, snapshot=snapshot)
+            return RunAction(RunStep.FAIL, refused, (Event(Reason.TOO_FEW_SAMPLES, message, warning=True),))
+        return RunAction(RunStep.PLAN, builder.status(phase="Planning", snapshot=snapshot, **started))
+
+    if status.model is None:
+        stage = training_stage(spec)
+        waiting = _stage_step(obs, stage, obs.train, "Training")
+        if waiting is not None:
+            return waiting
+        result = obs.train_result
+        if result is None:
+            return _fail(obs, Reason.TRAIN_RESULT_MISSING, "the training Job succeeded but wrote no TrainResult", stage)
+        builder.condition(
+            RunCondition.TRAINED,
+            True,
+            Reason.JOB_SUCCEEDED,
+            f"{result.model.version} trained in {result.seconds:.0f} s",
+        )
+        trained = builder.status(
+            phase="Gating",
+            model=result.model,
+            lineage_uri=result.lineage_uri,
+            trained_at=obs.now,
+            message="trained; gating",
+        )
+        event = Event(Reason.TRAINED, f"Trained {result.model.version} ({result.model.digest[:19]}...)")
+        return RunAction(RunStep.RECORD_TRAINED, trained, (event,))
+
+    waiting = _stage_step(obs, "gate", obs.gate, "Gating")
+    if waiting is not None:
+        return waiting
+    report = obs.gate_report
+    if report is None:
+        return _fail(obs, Reason.GATE_REPORT_MISSING, "the gate Job succeeded but wrote no GateReport", "gate")
+    return _record_verdict(obs, builder, report)
+
+
+GATE_CONDITIONS = {
+    "Gate1Regression": RunCondition.GATE1_REGRESSION,
+    "Gate2NewSamples": RunCondition.GATE2_NEW_SAMPLES,
+    "Gate3ABComparison": RunCondition.GATE3_AB_COMPARISON,
+}
+VERDICT_REASONS = {"Pass": Reason.PASS, "Review": Reason.REVIEW, "Reject": Reason.REJECT}
+
+
+def _record_verdict(obs: RunObservation, builder: _Builder, report: GateReport) -> RunAction:
+    events = []
+    for gate in report.gates:
+        builder.condition(
+            GATE_CONDITIONS[gate.name], gate.verdict == "Pass", VERDICT_REASONS[gate.verdict], gate.reason
+        )
+        events.append(
+            Event(VERDICT_REASONS[gate.verdict], f"{gate.name} {gate.verdict}: {gate.reason}", gate.verdict != "Pass")
+        )
+    if not obs.spec.gates.ab_comparison.enabled:
+        builder.condition(
+            RunCondition.GATE3_AB_COMPARISON, True, Reason.DISABLED, "gates.abComparison.enabled is false"
+        )
+    status = builder.status(
+        phase="Succeeded",
+        verdict=report.verdict,
+        gates=gate_evidence(report, obs.status.gates.report_uri),
+        finished_at=obs.now,
+        message=f"verdict {report.verdict}",
+    )
+    return RunAction(RunStep.RECORD_VERDICT, status, tuple(events))
+
+
+def gate_evidence(report: GateReport, report_uri: str | None) -> GateEvidence:
+    verdicts = {g.name: g.verdict for g in report.gates}
+    moved = sorted(report.per_class_detection, key=lambda c: c.detection_rate if c.detection_rate is not None else 1.0)[
+        :3
+    ]
+    return GateEvidence(
+        base_map50=report.base_map50,
+        candidate_map50=report.candidate_map50,
+        map50_drop=report.map50_drop,
+        drop_unit=report.drop_unit,
+        detection_rate=report.detection_rate,
+        gate1=verdicts.get("Gate1Regression"),
+        gate2=verdicts.get("Gate2NewSamples"),
+        gate3=verdicts.get("Gate3ABComparison"),
+        worst_classes=[
+            ClassGateRow(
+                name=c.name, base_ap50=c.base_ap50, candidate_ap50=c.candidate_ap50, detection_rate=c.detection_rate
+            )
+            for c in moved
+        ],
+        report_uri=report_uri,
+    )
+
+
+def planned(obs: RunObservation, summary: PlanSummary, version: str) -> RunAction:
+    """The PLAN step's outcome once the plan is written: its summary in status, Planned, an event."""
+    builder = _Builder(obs)
+    message = f"{summary.new_samples} new + {summary.old_samples} old samples, seed {summary.seed} -> {version}"
+    builder.condition(RunCondition.PLANNED, True, Reason.PLAN_WRITTEN, message)
+    status = builder.status(
+        phase="Planning",
+        snapshot=obs.snapshot,
+        started_at=obs.status.started_at or obs.now,
+        plan=summary,
+        message="plan written",
+    )
+    event = Event(Reason.PLAN_WRITTEN, f"{obs.spec.kind} {version} from {obs.spec.base_model.version}: {summary.rule}")
+    return RunAction(RunStep.PLAN, status, (event,))

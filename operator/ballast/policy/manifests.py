@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ballast.api.common import API_VERSION, ModelRef, ObjectStore
+from ballast.api.common import API_VERSION, ModelRef, ObjectStoreSpec
 from ballast.api.finetunerun import KIND as RUN_KIND
 from ballast.api.finetunerun import FineTuneRunSpec
 from ballast.api.modelrelease import ANNOTATION_MODEL, ENV_MODEL_DIGEST, ENV_MODEL_URI, ENV_MODEL_VERSION
@@ -25,7 +25,7 @@ def job_name(run: str, stage: Stage) -> str:
     return f"{run[:55]}-{'train' if stage == 'rebase' else stage}"
 
 
-def store_env(store: ObjectStore) -> list[dict[str, Any]]:
+def store_env(store: ObjectStoreSpec) -> list[dict[str, Any]]:
     """The object store for a pod: endpoint in plain env, keys only through secretKeyRef."""
     ref = store.credentials_secret_ref
     return [
@@ -54,7 +54,7 @@ def build_job(
     pool: str,
     stage: Stage,
     spec: FineTuneRunSpec,
-    store: ObjectStore,
+    store: ObjectStoreSpec,
     plan_uri: str,
 ) -> dict[str, Any]:
     """The training (or gate) Job of a run: trainer image, GPUs, placement, limits, owner reference.

@@ -1,40 +1,260 @@
-"""Release eligibility (seed: never auto-deploy; a model must pass the gates)."""
+"""A ModelRelease's reconcile, decided (seed: never auto-deploy; a model must pass the gates).
+
+`ReleaseObservation -> decide_release -> ReleaseAction`. The Deployment moves only to a model whose
+run passed, or needs review and carries an approval; otherwise the release is Blocked and nothing
+is touched. A rollout is watched until Available, recorded in history, or undone when it fails.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
 
-from ballast.api.common import Approval, Verdict
-from ballast.api.conditions import Reason
+from ballast.api import layout
+from ballast.api.common import Condition, ModelRef
+from ballast.api.conditions import Reason, ReleaseCondition
+from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
+from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, ReleaseRecord
+from ballast.policy.conditions import Event, set_condition
+from ballast.policy.eligibility import Eligibility, release_eligibility
+from ballast.policy.finetunerun import RunSummary
+
+Rollout = Literal["Available", "Progressing", "Failed"]
 
 
 @dataclass(frozen=True)
-class Eligibility:
-    allowed: bool
-    reason: Reason
-    message: str
+class DeploymentView:
+    name: str
+    containers: tuple[str, ...]
+    serving: str | None  # the model version its pod template runs
+    rollout: Rollout
+    detail: str
 
 
-def release_eligibility(
-    model: str, run: str | None, phase: str | None, verdict: Verdict | None, approval: Approval | None
-) -> Eligibility:
-    """May `model` (produced by `run`) go to the serving Deployment?
+@dataclass(frozen=True)
+class ReleaseObservation:
+    name: str
+    generation: int | None
+    now: datetime
+    spec: ModelReleaseSpec
+    status: ModelReleaseStatus
+    deployment: DeploymentView | None
+    pool: FineTunePoolSpec | None
+    pool_status: FineTunePoolStatus | None
+    runs: tuple[RunSummary, ...]  # the pool's runs
+    last_editor: str | None = None  # who last changed the release's spec
 
-    Pass: yes. Review: only with a recorded approval. Reject: never. A run that has not finished
-    its gates, or no run at all, blocks the release.
-    """
+
+class ReleaseStep(StrEnum):
+    NOTHING = "Nothing"
+    UPDATE_STATUS = "UpdateStatus"
+    BLOCK = "Block"
+    ROLL_OUT = "RollOut"
+    ROLL_BACK = "RollBack"
+
+
+@dataclass(frozen=True)
+class ReleaseAction:
+    step: ReleaseStep
+    status: ModelReleaseStatus
+    events: tuple[Event, ...] = ()
+    model: ModelRef | None = None  # ROLL_OUT: the run's model (published before the Deployment moves)
+    target: ModelRef | None = None  # ROLL_OUT / ROLL_BACK: what the Deployment is pointed at
+    container: str | None = None
+    rollback: bool = False  # ROLL_OUT back to a model released before (counted as a rollback)
+    wake_at: datetime | None = None  # the rollout deadline
+
+
+def find_model(obs: ReleaseObservation) -> tuple[ModelRef | None, RunSummary | None]:
+    """The model named by spec.model and the run that produced it (None for one of the pool's bases)."""
+    version = obs.spec.model
+    for run in obs.runs:
+        if run.model is not None and run.model.version == version:
+            return run.model, run
+    if obs.pool is not None and obs.pool.base_model.version == version:
+        return ModelRef.model_validate(obs.pool.base_model.to_wire()), None
+    adopted = obs.pool_status.current_base_model if obs.pool_status else None
+    if adopted is not None and adopted.version == version:
+        return adopted, None
+    return None, None
+
+
+def eligibility(version: str, run: RunSummary | None) -> Eligibility:
     if run is None:
-        return Eligibility(False, Reason.MODEL_NOT_FOUND, f"no FineTuneRun produced {model}")
-    if phase != "Succeeded" or verdict is None:
-        return Eligibility(False, Reason.RUN_NOT_FINISHED, f"run {run} is {phase or 'Pending'}, not gated yet")
-    if verdict == "Reject":
-        return Eligibility(False, Reason.RUN_REJECTED, f"run {run} was rejected by its gates; {model} never deploys")
-    if verdict == "Review" and approval is None:
-        return Eligibility(
-            False,
-            Reason.RUN_NOT_APPROVED,
-            f"run {run} needs review: approve with `ballast runs approve {run} --by NAME --reason TEXT`",
+        return Eligibility(True, Reason.PASS, f"{version} is the pool's base model")
+    return release_eligibility(version, run.name, run.phase, run.verdict, run.approval)
+
+
+class _Builder:
+    def __init__(self, obs: ReleaseObservation) -> None:
+        self.obs = obs
+        self.conditions: list[Condition] = list(obs.status.conditions)
+
+    def condition(self, type_: str, ok: bool, reason: Reason, message: str) -> None:
+        self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
+
+    def status(self, **changes: object) -> ModelReleaseStatus:
+        obs = self.obs
+        return obs.status.evolve(
+            **changes, conditions=self.conditions, observed_generation=obs.generation, desired_model=obs.spec.model
         )
-    if verdict == "Review" and approval is not None:
-        return Eligibility(True, Reason.APPROVED, f"run {run} reviewed and approved by {approval.by}")
-    return Eligibility(True, Reason.PASS, f"run {run} passed its gates")
+
+
+def blocked(obs: ReleaseObservation, reason: Reason, message: str) -> ReleaseAction:
+    """Blocked with the reason; the Deployment is untouched. An event only when the message changes."""
+    builder = _Builder(obs)
+    builder.condition(ReleaseCondition.BLOCKED, True, reason, message)
+    repeated = obs.status.phase == "Blocked" and obs.status.message == message
+    events = () if repeated else (Event(Reason.BLOCKED, message, warning=True),)
+    return ReleaseAction(ReleaseStep.BLOCK, builder.status(phase="Blocked", message=message), events)
+
+
+def _deadline(obs: ReleaseObservation) -> datetime | None:
+    started = obs.status.rollout_started_at
+    return started + timedelta(seconds=obs.spec.progress_deadline_seconds) if started else None
+
+
+def _serving_desired(obs: ReleaseObservation, deployment: DeploymentView) -> ReleaseAction:
+    spec, status = obs.spec, obs.status
+    builder = _Builder(obs)
+    if deployment.rollout == "Available":
+        if status.current_model == spec.model and status.phase == "Released":
+            return ReleaseAction(ReleaseStep.NOTHING, status)
+        first = status.history[0] if status.history and status.history[0].model.version == spec.model else None
+        record = first or status.pending
+        history = ([record] if record else []) + [h for h in status.history if h.model.version != spec.model]
+        builder.condition(ReleaseCondition.AVAILABLE, True, Reason.ROLLED_OUT, deployment.detail)
+        builder.condition(ReleaseCondition.BLOCKED, False, Reason.ROLLED_OUT, "")
+        released = builder.status(
+            phase="Released",
+            current_model=spec.model,
+            message=deployment.detail,
+            history=history[: spec.history_limit],
+            pending=None,
+        )
+        event = Event(Reason.RELEASED, f"Deployment {deployment.name} runs {spec.model} ({deployment.detail})")
+        return ReleaseAction(ReleaseStep.UPDATE_STATUS, released, (event,))
+    deadline = _deadline(obs)
+    if deployment.rollout == "Failed" or (deadline is not None and obs.now > deadline):
+        return _roll_back(obs, deployment)
+    builder.condition(ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, deployment.detail)
+    progressing = builder.status(phase="Progressing", message=deployment.detail)
+    return ReleaseAction(ReleaseStep.UPDATE_STATUS, progressing, wake_at=deadline)
+
+
+def _roll_back(obs: ReleaseObservation, deployment: DeploymentView) -> ReleaseAction:
+    """The rollout failed: put the previous model back (if there was one) and remember the failure."""
+    spec, status = obs.spec, obs.status
+    previous = next((h for h in status.history if h.model.version != spec.model), None)
+    message = f"rollout of {spec.model} failed ({deployment.detail})"
+    if previous is not None:
+        message += f"; rolled back to {previous.model.version}"
+    builder = _Builder(obs)
+    builder.condition(ReleaseCondition.AVAILABLE, False, Reason.ROLLOUT_FAILED, message)
+    rolled_back = builder.status(
+        phase="RolledBack",
+        message=message,
+        failed_model=spec.model,
+        rollbacks=status.rollbacks + 1,
+        current_model=previous.model.version if previous else None,
+        pending=None,
+        rollout_started_at=None,
+    )
+    return ReleaseAction(
+        ReleaseStep.ROLL_BACK,
+        rolled_back,
+        (Event(Reason.ROLLED_BACK, message, warning=True),),
+        target=previous.model if previous else None,
+        container=_container(spec, deployment),
+    )
+
+
+def _container(spec: ModelReleaseSpec, deployment: DeploymentView) -> str | None:
+    wanted = spec.deployment.container
+    if wanted is None:
+        return deployment.containers[0] if deployment.containers else None
+    return wanted if wanted in deployment.containers else None
+
+
+def decide_release(obs: ReleaseObservation) -> ReleaseAction:
+    spec, status = obs.spec, obs.status
+    deployment = obs.deployment
+    if deployment is None:
+        return blocked(obs, Reason.DEPLOYMENT_NOT_FOUND, f"Deployment {spec.deployment.name} not found")
+    if deployment.serving == spec.model:
+        return _serving_desired(obs, deployment)
+    if status.failed_model == spec.model:
+        if status.phase == "RolledBack":
+            return ReleaseAction(ReleaseStep.NOTHING, status)
+        return blocked(
+            obs,
+            Reason.ROLLOUT_FAILED,
+            f"{spec.model} failed to roll out and was rolled back; set spec.model to another version",
+        )
+    if obs.pool is None:
+        return blocked(obs, Reason.MODEL_NOT_FOUND, f"FineTunePool {spec.pool} not found")
+    model, run = find_model(obs)
+    if model is None:
+        return blocked(obs, Reason.MODEL_NOT_FOUND, f"no run of pool {spec.pool} produced {spec.model}")
+    decision = eligibility(spec.model, run)
+    if not decision.allowed:
+        return blocked(obs, decision.reason, decision.message)
+    container = _container(spec, deployment)
+    if container is None:
+        return blocked(
+            obs,
+            Reason.DEPLOYMENT_NOT_FOUND,
+            f"spec.deployment.container: {spec.deployment.container} is not a container of {deployment.name}",
+        )
+    store = obs.pool.object_store
+    target = model.evolve(
+        uri=layout.s3_uri(store.bucket, store.prefix, layout.released_model(spec.pool, model.version))
+    )
+    record = ReleaseRecord(
+        model=target,
+        run=run.name if run else None,
+        verdict=run.verdict if run else None,
+        approved_by=run.approval.by if run and run.approval else None,
+        released_at=obs.now,
+        released_by=obs.last_editor,
+        evidence=run.report_uri if run else None,
+    )
+    rollback = any(h.model.version == spec.model for h in status.history)
+    builder = _Builder(obs)
+    builder.condition(ReleaseCondition.BLOCKED, False, decision.reason, decision.message)
+    builder.condition(ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, f"rolling out {spec.model}")
+    rolling = builder.status(
+        phase="Progressing",
+        message=f"rolling out {spec.model}",
+        rollout_started_at=obs.now,
+        pending=record,
+        previous_model=deployment.serving,
+        failed_model=None,
+        rollbacks=status.rollbacks + (1 if rollback else 0),
+    )
+    event = Event(
+        Reason.ROLLING_BACK if rollback else Reason.ROLLOUT,
+        f"Patched Deployment {deployment.name}: {deployment.serving or 'nothing'} -> {spec.model} ({decision.message})",
+    )
+    deadline = obs.now + timedelta(seconds=spec.progress_deadline_seconds)
+    return ReleaseAction(
+        ReleaseStep.ROLL_OUT,
+        rolling,
+        (event,),
+        model=model,
+        target=target,
+        container=container,
+        rollback=rollback,
+        wake_at=deadline,
+    )
+
+
+def last_spec_editor(managed_fields: Sequence[dict]) -> str | None:
+    """The field manager that last wrote the spec (until approvals name users: issue of trust)."""
+    for entry in reversed(managed_fields):
+        if "f:spec" in str(entry.get("fieldsV1", {})):
+            return str(entry.get("manager"))
+    return None

@@ -1,5 +1,8 @@
-"""`ballast cluster`: the local control plane (etcd, kube-apiserver, controllers, scheduler, the
-Ballast node agent, MinIO), built from Go modules once and started on loopback."""
+"""`ballast-dev`: the development commands.
+
+ballast-dev cluster up|down|env|status|logs POD|build   the local cluster (`ballast-dev cluster -h`)
+ballast-dev demo [--quick] [--keep]                      the whole continuous fine-tuning loop, locally
+"""
 
 from __future__ import annotations
 
@@ -10,10 +13,23 @@ import shutil
 import sys
 from pathlib import Path
 
-from ballast.cluster import build, plane
+from ballast_dev.cluster import build, plane
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="ballast-dev", description="Ballast development tools.")
+    commands = root.add_subparsers(dest="command", required=True)
+    register_cluster(commands)
+    register_demo(commands)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    return int(args.handler(args) or 0)
+
+
+def register_cluster(commands: argparse._SubParsersAction) -> None:
     cluster = commands.add_parser("cluster", help="the local cluster", description=__doc__)
     cluster.add_argument("--state-dir", type=Path, default=None, help="default: $BALLAST_CLUSTER_DIR")
     verbs = cluster.add_subparsers(dest="verb", required=True)
@@ -35,7 +51,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def _up(args: argparse.Namespace) -> int:
     info = plane.up(args.state_dir, capacity={"nvidia.com/gpu": args.gpus})
-    print('\n# to use it:\neval "$(ballast cluster env)"')
+    print('\n# to use it:\neval "$(ballast-dev cluster env)"')
     print(f"# kubectl: {build.binary('kubectl')}")
     del info
     return 0
@@ -52,7 +68,7 @@ def _down(args: argparse.Namespace) -> int:
 def _env(args: argparse.Namespace) -> int:
     info = plane.load(args.state_dir)
     if info is None:
-        print("no cluster is up: run `ballast cluster up`", file=sys.stderr)
+        print("no cluster is up: run `ballast-dev cluster up`", file=sys.stderr)
         return 1
     for key, value in info.env().items():
         print(f"export {key}={shlex.quote(value)}")
@@ -90,3 +106,21 @@ def _logs(args: argparse.Namespace) -> int:
 def _build(_args: argparse.Namespace) -> int:
     print(json.dumps(build.build_all()))
     return 0
+
+
+def register_demo(commands: argparse._SubParsersAction) -> None:
+    demo = commands.add_parser("demo", help="run the continuous fine-tuning loop locally", description=__doc__)
+    demo.add_argument("--keep", action="store_true", help="leave the cluster up and print how to explore it")
+    demo.add_argument("--quick", action="store_true", help="one training epoch and less data (what CI runs)")
+    demo.add_argument("--state-dir", type=Path, default=None, help="cluster state (default: a fresh temp dir)")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ballast_dev.demo import run as demo
+
+    return demo(args.quick, args.keep, args.state_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

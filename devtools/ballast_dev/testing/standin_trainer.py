@@ -13,15 +13,16 @@ import sys
 from datetime import UTC, datetime
 
 from ballast.adapters.objectstore import ObjectStore, parse_uri
+from ballast.api import layout
 from ballast.api.common import ModelRef
 from ballast.api.contracts import GateReport, GateResult, Lineage, RunPlan, TrainResult, canonical_json, digest_bytes
 
 
 def train(store: ObjectStore, plan: RunPlan, plan_digest: str) -> None:
     started = datetime.now(UTC)
-    run_dir = f"runs/{plan.run}"
+    files = layout.RunArtifacts(plan.run, plan.run_uid)
     weights = f"stand-in weights for {plan.run} ({plan.new_version})".encode()
-    model_digest = store.put(f"{run_dir}/model.pt", weights)
+    model_digest = store.put(files.model, weights)
     lineage = Lineage(
         model_version=plan.new_version,
         base_version=plan.base_model.version if plan.base_model else None,
@@ -34,23 +35,23 @@ def train(store: ObjectStore, plan: RunPlan, plan_digest: str) -> None:
         finished_at=datetime.now(UTC),
         seconds={},
     )
-    lineage_digest = store.put(f"{run_dir}/lineage.json", canonical_json(lineage), "application/json")
+    lineage_digest = store.put(files.lineage, canonical_json(lineage), "application/json")
     result = TrainResult(
         run=plan.run,
-        model=ModelRef(version=plan.new_version, uri=store.uri(f"{run_dir}/model.pt"), digest=model_digest),
-        lineage_uri=store.uri(f"{run_dir}/lineage.json"),
+        model=ModelRef(version=plan.new_version, uri=store.uri(files.model), digest=model_digest),
+        lineage_uri=store.uri(files.lineage),
         lineage_digest=lineage_digest,
         epochs=[],
         seconds=(datetime.now(UTC) - started).total_seconds(),
     )
-    store.put(f"{run_dir}/train-result.json", canonical_json(result), "application/json")
+    store.put(files.train_result, canonical_json(result), "application/json")
 
 
 def gate(store: ObjectStore, plan: RunPlan) -> None:
     if plan.base_model is None:
         raise ValueError("the gates compare against a base model: the plan names none")
-    run_dir = f"runs/{plan.run}"
-    result = TrainResult.model_validate_json(store.get(f"{run_dir}/train-result.json"))
+    files = layout.RunArtifacts(plan.run, plan.run_uid)
+    result = TrainResult.model_validate_json(store.get(files.train_result))
     report = GateReport(
         run=plan.run,
         candidate=result.model,
@@ -67,7 +68,7 @@ def gate(store: ObjectStore, plan: RunPlan) -> None:
         ],
         verdict="Pass",
     )
-    store.put(f"{run_dir}/gate-report.json", canonical_json(report), "application/json")
+    store.put(files.gate_report, canonical_json(report), "application/json")
 
 
 def main(argv: list[str] | None = None) -> int:

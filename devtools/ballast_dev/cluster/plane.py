@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ballast.cluster import build, pki
+from ballast_dev.cluster import build, pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 # Handles of the processes this Python process started: kept so they are reaped on `down` instead
@@ -369,7 +369,7 @@ def _up_once(
         agent_args = [
             sys.executable,
             "-m",
-            "ballast.cluster.nodeagent",
+            "ballast_dev.cluster.nodeagent",
             f"--kubeconfig={kubeconfig}",
             f"--state-dir={state / 'node'}",
             f"--node-name={node_name}",

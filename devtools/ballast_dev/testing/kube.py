@@ -51,3 +51,25 @@ def install_crds(api: client.ApiClient, directory: Path) -> list[str]:
     for name in names:
         eventually(partial(established, name), 30, what=f"CRD {name} Established")
     return names
+
+
+def notify_samples_added(kubeconfig: str, namespace: str, pool: str, count: int) -> None:
+    """What `ballast samples add|import` does after writing samples: tell the operator the pool grew."""
+    from ballast.adapters.kube import connect, get_custom
+    from ballast.cli.people import notify_pool
+
+    clients = connect(kubeconfig)
+    body = get_custom(clients, namespace, "finetunepools", pool)
+    if body is None:
+        raise AssertionError(f"FineTunePool {namespace}/{pool} not found")
+    notify_pool(clients, body, count, "tests")
+
+
+def run_files(api: client.ApiClient, namespace: str, run: str):  # type: ignore[no-untyped-def]
+    """Where a run's artifacts are (ballast.api.layout keys them by the run's uid)."""
+    from ballast.api import layout
+
+    body: dict = client.CustomObjectsApi(api).get_namespaced_custom_object(  # type: ignore[assignment]
+        "ballast.dev", "v1alpha1", namespace, "finetuneruns", run
+    )
+    return layout.RunArtifacts(run, body["metadata"]["uid"])

@@ -1,6 +1,6 @@
 """Reproduce the small base checkpoint shipped in `fixtures/base_v1/` with the project's own trainer.
 
-    .venv/bin/python -m ballast.testing.basemodel [--epochs 40] [--images 240] [--out fixtures/base_v1]
+    .venv/bin/python -m ballast_dev.testing.basemodel [--epochs 40] [--images 240] [--out fixtures/base_v1]
 
 It starts a throw-away local cluster (for MinIO), writes a synthetic `classic` anchor set, runs
 `ballast-trainer rebase` on it (yolo11n.yaml from scratch, CPU), and copies the resulting weights
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.contracts import RunPlan, canonical_json
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
-from ballast.cluster import plane
-from ballast.synth import CLASSES
-from ballast.testing.datasets import TEST_MANIFEST, write_anchor
+from ballast_dev.cluster import plane
+from ballast_dev.synth import CLASSES
+from ballast_dev.testing.datasets import TEST_MANIFEST, write_anchor
 
 
 def main() -> None:
@@ -43,6 +44,7 @@ def main() -> None:
             anchor = write_anchor(store, train=args.images, test=16, size=args.imgsz)
             plan = RunPlan(
                 run="base-v1",
+                run_uid="fixture",
                 pool="fixtures",
                 kind="Rebase",
                 bucket="base",
@@ -57,14 +59,15 @@ def main() -> None:
                 rebase=RebaseParams(epochs=args.epochs, lr0=0.01),
                 gates=GateThresholds(),
             )
-            store.put("runs/base-v1/plan.json", canonical_json(plan))
+            files = layout.RunArtifacts(plan.run, plan.run_uid)
+            store.put(files.plan, canonical_json(plan))
             env = dict(os.environ, **info.env())
             started = time.monotonic()
             trainer = Path(sys.executable).parent / "ballast-trainer"
-            subprocess.run([str(trainer), "rebase", "--plan", store.uri("runs/base-v1/plan.json")], env=env, check=True)
+            subprocess.run([str(trainer), "rebase", "--plan", store.uri(files.plan)], env=env, check=True)
             args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "model.pt").write_bytes(store.get("runs/base-v1/model.pt"))
-            (args.out / "lineage.json").write_bytes(store.get("runs/base-v1/lineage.json"))
+            (args.out / "model.pt").write_bytes(store.get(files.model))
+            (args.out / "lineage.json").write_bytes(store.get(files.lineage))
             print(json.dumps({"seconds": round(time.monotonic() - started, 1), "out": str(args.out)}))
         finally:
             plane.down(Path(scratch) / "cluster")

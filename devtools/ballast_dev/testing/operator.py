@@ -11,8 +11,15 @@ from pathlib import Path
 
 class OperatorProcess:
     def __init__(
-        self, kubeconfig: str, namespace: str, log: Path, http_port: int | None = None, webhook_token: str | None = None
+        self,
+        kubeconfig: str,
+        namespace: str,
+        log: Path,
+        http_port: int | None = None,
+        webhook_token: str | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
+        self.extra_args = extra_args or []
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log = log
@@ -28,7 +35,7 @@ class OperatorProcess:
         http = ["--http-port", str(self.http_port), "--http-host", "127.0.0.1"] if self.http_port else []
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                [ballast, "operator", "--standalone", "-n", self.namespace, *http],
+                [ballast, "operator", "--standalone", "-n", self.namespace, *http, *self.extra_args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

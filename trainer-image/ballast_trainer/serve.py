@@ -1,4 +1,4 @@
-"""`ballast serve`: the reference inference server the serving Deployment runs.
+"""`ballast-trainer serve`: the reference inference server the serving Deployment runs.
 
     POST /predict          an image (any Content-Type) -> {"model", "boxes": [...], "seconds"}
     POST /feedback?documentId=ID&reportedBy=WHO   the failed document's image -> the review inbox
@@ -30,6 +30,7 @@ from ballast.adapters.jsonhttp import JsonRequestHandler
 from ballast.adapters.metrics import ServingMetrics
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.adapters.pool import check_image
+from ballast.api import layout
 from ballast.api.samples import SampleError
 
 MAX_BODY = 20 * 1024 * 1024
@@ -117,8 +118,9 @@ class ServingState:
         if self.store is None:
             raise RuntimeError("no object store configured for feedback")
         extension = check_image(data, "feedback image")
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        key = f"inbox/{self.pool}/{stamp}-{document_id}"
+        moment = datetime.now(UTC)
+        stamp = moment.strftime("%Y%m%dT%H%M%S%fZ")
+        key = layout.inbox_item(self.pool, moment, document_id)
         self.store.put(f"{key}/image.{extension}", data, "application/octet-stream")
         report = {
             "documentId": document_id,
@@ -202,13 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import tempfile
 
-    parser = argparse.ArgumentParser(prog="ballast serve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="ballast-trainer serve", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default=os.environ.get("POD_IP", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("BALLAST_SERVE_PORT", "8000")))
     parser.add_argument("--imgsz", type=int, default=int(os.environ.get("BALLAST_IMGSZ", "640")))
     parser.add_argument("--confidence", type=float, default=float(os.environ.get("BALLAST_CONFIDENCE", "0.25")))
     args = parser.parse_args(argv)
-    from ballast import offline  # set up before ultralytics is imported
+    from ballast_trainer import offline  # set up before ultralytics is imported
 
     workdir = Path(tempfile.mkdtemp(prefix="ballast-serve-"))
     offline.prepare(workdir)

@@ -1,8 +1,8 @@
-"""`ballast demo`: the whole continuous fine-tuning loop on the local cluster, start to finish.
+"""`ballast-dev demo`: the whole continuous fine-tuning loop on the local cluster, start to finish.
 
  1. Start the local cluster; install the operator with the Helm chart.
  2. Write the anchor set (classic documents) and the base model base_v1 to MinIO.
- 3. Serve base_v1 (`ballast serve`, a Deployment moved by a ModelRelease).
+ 3. Serve base_v1 (`ballast-trainer serve`, a Deployment moved by a ModelRelease).
  4. Production shifts to a new template: predictions degrade; users report failures (/feedback).
  5. A reviewer labels the failures and imports them (`ballast samples import --reviewed-by`).
  6. At 50 verified samples the pool starts a run: the seed's mix, fine-tuned from the base, gated.
@@ -29,13 +29,15 @@ from pathlib import Path
 from typing import Any
 
 from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
 from ballast.api.common import BaseModelRef
 from ballast.api.contracts import GateReport, RunPlan, canonical_json
-from ballast.cluster import build, plane
-from ballast.synth import CLASSES, render
-from ballast.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, put_base, write_anchor
+from ballast_dev import REPO
+from ballast_dev.cluster import build, plane
+from ballast_dev.synth import CLASSES, render
+from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, put_base, write_anchor
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 NAMESPACE = "ballast-demo"
 BUCKET = "ballast-demo"
 POOL = "invoices"
@@ -170,7 +172,7 @@ class Demo:
         config.load_kube_config(self.info.kubeconfig, client_configuration=configuration)
         api = client.ApiClient(configuration)
         self.custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-        from ballast.testing.kube import install_crds
+        from ballast_dev.testing.kube import install_crds
 
         with stage(self.report, "Install: CRDs and the operator (Helm chart)"):
             install_crds(api, ROOT / "crds")
@@ -216,7 +218,7 @@ class Demo:
             self.store = store
             self.apply_pool(base)
 
-        with stage(self.report, "Serving base_v1 (ballast serve, moved by a ModelRelease)"):
+        with stage(self.report, "Serving base_v1 (ballast-trainer serve, moved by a ModelRelease)"):
             subprocess.run(
                 [
                     str(build.binary("helm")),
@@ -277,8 +279,8 @@ class Demo:
                     f"{serve_url}/feedback?documentId=DOC-{index:05d}&reportedBy=customer-{index % 7}",
                     page.png(),
                 )
-            inbox = [k for k in store.list(f"inbox/{POOL}/") if k.endswith("report.json")]
-            say(f"   {len(inbox)} failure reports in inbox/{POOL}/ (never straight into the pool)")
+            inbox = [k for k in store.list(layout.inbox_prefix(POOL)) if k.endswith("report.json")]
+            say(f"   {len(inbox)} failure reports in {layout.inbox_prefix(POOL)} (never straight into the pool)")
 
         with stage(self.report, "Review: a person labels the reports; `ballast samples import --reviewed-by`"):
             export = Path(tempfile.mkdtemp(prefix="ballast-review-"))
@@ -428,25 +430,25 @@ class Demo:
 
     def unmixed(self, run: str) -> dict[str, Any]:
         """Train and gate the run's plan with its anchor draw removed: what the ballast prevents."""
-        plan = RunPlan.model_validate_json(self.store.get(f"runs/{run}/plan.json"))
-        lesson = plan.model_copy(
-            update={"run": "lesson-no-anchor", "old_samples": [], "mixing_rule": "no old data (what the seed forbids)"}
-        )
-        self.store.put("runs/lesson-no-anchor/plan.json", canonical_json(lesson))
+        body = self.get("finetuneruns", run)
+        plan = RunPlan.model_validate_json(self.store.get(self.store.relative(body["status"]["plan"]["uri"])))
+        lesson = plan.evolve(run="lesson-no-anchor", old_samples=[], mixing_rule="no old data (what the seed forbids)")
+        files = layout.RunArtifacts(lesson.run, lesson.run_uid)
+        self.store.put(files.plan, canonical_json(lesson))
         env = {
             **os.environ,
             "BALLAST_S3_ENDPOINT": self.info.minio_endpoint,
             "BALLAST_S3_ACCESS_KEY": self.info.minio_access_key,
             "BALLAST_S3_SECRET_KEY": self.info.minio_secret_key,
         }
-        uri = self.store.uri("runs/lesson-no-anchor/plan.json")
+        uri = self.store.uri(files.plan)
         started = time.monotonic()
         for stage_name in ("train", "gate"):
             say(f"   ballast-trainer {stage_name} (no anchor samples) ...")
             subprocess.run(
                 [str(self.bin / "ballast-trainer"), stage_name, "--plan", uri], env=env, check=True, capture_output=True
             )
-        report = GateReport.model_validate_json(self.store.get("runs/lesson-no-anchor/gate-report.json"))
+        report = GateReport.model_validate_json(self.store.get(files.gate_report))
         say(f"   verdict {report.verdict}: {report.gates[0].reason}")
         return {
             "phase": "Succeeded",
@@ -533,8 +535,8 @@ class Demo:
         print(
             f"\nThe cluster is still up. Explore it:\n  export {env}\n  export PATH={build.cache_dir() / 'links'}:$PATH"
             f"\n  kubectl -n {NAMESPACE} get ftp,ftr,mrel\n  kubectl -n {NAMESPACE} describe ftr {POOL}-run-1"
-            f"\n  .venv/bin/ballast status -n {NAMESPACE}\n  .venv/bin/ballast cluster logs POD -n {NAMESPACE}"
-            f"\nStop it with: .venv/bin/ballast cluster --state-dir {self.info.state_dir} down"
+            f"\n  .venv/bin/ballast status -n {NAMESPACE}\n  .venv/bin/ballast-dev cluster logs POD -n {NAMESPACE}"
+            f"\nStop it with: .venv/bin/ballast-dev cluster --state-dir {self.info.state_dir} down"
         )
 
 

@@ -13,14 +13,18 @@ from pathlib import Path
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.adapters.pool import NewSample, add_sample, sample_ref
+from ballast.api import layout
 from ballast.api.common import BaseModelRef
 from ballast.api.contracts import digest_bytes
 from ballast.api.samples import SampleRef, render_manifest
-from ballast.synth import CLASSES, render
+from ballast_dev import REPO
+from ballast_dev.synth import CLASSES, render
 
-BASE_FIXTURE = Path(__file__).resolve().parents[3] / "fixtures" / "base_v1"
-TRAIN_MANIFEST = "anchor/train.txt"
-TEST_MANIFEST = "anchor/test.txt"
+BASE_FIXTURE = REPO / "fixtures" / "base_v1"
+TRAIN_MANIFEST = layout.ANCHOR_PREFIX + "train.txt"
+TEST_MANIFEST = layout.ANCHOR_PREFIX + "test.txt"
+# Where the fixtures keep the shipped base (a pool names its base's URI in its spec).
+BASE_KEY = "models/base_v1/model.pt"
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class Anchor:
 def _put_anchor_sample(store: ObjectStore, split: str, index: int, size: int) -> SampleRef:
     page = render("classic", seed=index if split == "train" else 1_000_000 + index, size=size)
     image, labels = page.png(), page.label_text().encode()
-    key = f"anchor/{split}/{index:06d}"
+    key = f"{layout.ANCHOR_PREFIX}{split}/{index:06d}"
     store.put(f"{key}/image.png", image, "image/png")
     store.put(f"{key}/label.txt", labels, "text/plain")
     return SampleRef(image=f"{key}/image.png", image_digest=digest_bytes(image), label_digest=digest_bytes(labels))
@@ -78,8 +82,8 @@ def write_pool_samples(
 
 
 def put_base(store: ObjectStore, fixture: Path = BASE_FIXTURE) -> BaseModelRef:
-    """The shipped base_v1 (weights beside their lineage) in `models/base_v1/`."""
+    """The shipped base_v1 (weights beside their lineage) at BASE_KEY."""
     weights = (fixture / "model.pt").read_bytes()
-    store.put("models/base_v1/model.pt", weights)
-    store.put("models/base_v1/lineage.json", (fixture / "lineage.json").read_bytes())
-    return BaseModelRef(version="base_v1", uri=store.uri("models/base_v1/model.pt"), digest=digest_bytes(weights))
+    store.put(BASE_KEY, weights)
+    store.put(layout.beside(BASE_KEY, "lineage.json"), (fixture / "lineage.json").read_bytes())
+    return BaseModelRef(version="base_v1", uri=store.uri(BASE_KEY), digest=digest_bytes(weights))

@@ -5,7 +5,7 @@ Go module proxy at a pinned version. Builds land in ``<cache>/bin/<name>-<versio
 is already there is never rebuilt, and GOMODCACHE/GOCACHE are reused so a second build after a
 version bump only recompiles what changed.
 
-Run it directly for a cold build with timings: ``python -m ballast.cluster.build``.
+Run it directly for a cold build with timings: ``python -m ballast_dev.cluster.build``.
 """
 
 from __future__ import annotations

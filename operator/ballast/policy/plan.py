@@ -1,0 +1,87 @@
+"""A run's plan, built from what was read: the seed's mix (section 1), the seed, the new version."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import datetime
+
+from ballast.api.contracts import RunPlan
+from ballast.api.finetunepool import FineTunePoolSpec
+from ballast.api.finetunerun import FineTuneRunSpec, PlanSummary
+from ballast.api.samples import SampleRef
+from ballast.policy.finetunerun import RunSummary
+from ballast.policy.mixing import draw_old_samples, old_sample_count
+from ballast.policy.versions import finetune_version, next_base_version
+
+
+def recorded_seed(spec: FineTuneRunSpec, uid: str) -> int:
+    """The run's seed: given in spec, or derived from its uid (stable across retries, new per run)."""
+    if spec.seed is not None:
+        return spec.seed
+    return int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) % (2**31)
+
+
+def finetune_number(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str, created: datetime) -> int:
+    """M in ft_v<N>.<M>: one more than this pool's earlier FineTune runs from the same base."""
+    earlier = [
+        r
+        for r in runs
+        if r.kind == "FineTune" and r.base_version == spec.base_model.version and (r.created, r.name) < (created, name)
+    ]
+    return len(earlier) + 1
+
+
+def build_plan(
+    *,
+    run: str,
+    uid: str,
+    spec: FineTuneRunSpec,
+    pool: FineTunePoolSpec,
+    new: list[SampleRef],
+    anchor: list[SampleRef],
+    number: int,
+) -> RunPlan:
+    """Everything the training Job needs, frozen: the same inputs always give the same plan."""
+    seed = recorded_seed(spec, uid)
+    if spec.kind == "Rebase":
+        old, rule = anchor, f"{len(new)} new + all {len(anchor)} anchor samples (rebase from scratch)"
+        version = next_base_version(spec.base_model.version)
+    else:
+        mix = old_sample_count(len(new), spec.mixing)
+        count, rule = mix.old_samples, mix.rule
+        if count > len(anchor):
+            count, rule = len(anchor), f"{rule}; limited to the {len(anchor)} anchor samples there are"
+        drawn = set(draw_old_samples([r.image for r in anchor], count, seed))
+        old = [r for r in anchor if r.image in drawn]
+        version = finetune_version(spec.base_model.version, number)
+    return RunPlan(
+        run=run,
+        run_uid=uid,
+        pool=spec.pool,
+        kind=spec.kind,
+        bucket=pool.object_store.bucket,
+        prefix=pool.object_store.prefix,
+        classes=pool.classes,
+        base_model=spec.base_model,
+        new_version=version,
+        seed=seed,
+        new_samples=new,
+        old_samples=old,
+        test_manifest=pool.anchor.test_manifest,
+        mixing_rule=rule,
+        training=spec.training,
+        rebase=spec.rebase,
+        gates=spec.gates,
+    )
+
+
+def plan_summary(plan: RunPlan, digest: str, uri: str) -> PlanSummary:
+    return PlanSummary(
+        new_samples=len(plan.new_samples),
+        old_samples=len(plan.old_samples),
+        rule=plan.mixing_rule,
+        seed=plan.seed,
+        digest=digest,
+        uri=uri,
+    )

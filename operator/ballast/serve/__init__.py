@@ -1,1 +1,0 @@
-"""The reference inference server (`ballast serve`)."""
