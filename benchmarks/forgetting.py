@@ -24,12 +24,13 @@ from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
-from ballast.api.contracts import GateReport, RunPlan, canonical_json
+from ballast.api.contracts import GateReport, RunPlan
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 from ballast.policy.mixing import draw_old_samples, old_sample_count
 from ballast_dev.cluster import plane
 from ballast_dev.synth import CLASSES
 from ballast_dev.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
+from ballast_dev.testing.trainer import put_plan, trainer_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +56,6 @@ def main() -> None:
             count = min(mix.old_samples, len(anchor.train))
             drawn = set(draw_old_samples([r.image for r in anchor.train], count, seed=1))
             env = dict(os.environ, **info.env())
-            trainer = str(Path(sys.executable).parent / "ballast-trainer")
             for name, old in (("failures-only", []), ("seed-mix", [r for r in anchor.train if r.image in drawn])):
                 plan = RunPlan(
                     run=name,
@@ -76,12 +76,12 @@ def main() -> None:
                     gates=GateThresholds(),
                 )
                 files = layout.RunArtifacts(plan.run, plan.run_uid)
-                store.put(files.plan, canonical_json(plan))
+                planned = put_plan(store, plan)
                 started = time.monotonic()
                 log = (Path(scratch) / f"{name}.log").open("w")
                 for stage in ("train", "gate"):
                     subprocess.run(
-                        [trainer, stage, "--plan", store.uri(files.plan)],
+                        trainer_argv(stage, planned),
                         env=env,
                         check=True,
                         stdout=log,

@@ -22,12 +22,13 @@ from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
-from ballast.api.contracts import Lineage, RunPlan, canonical_json, digest_bytes
+from ballast.api.contracts import Lineage, RunPlan, digest_bytes
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
 from ballast.api.samples import SampleRef
 from ballast_dev.cluster import plane
 from ballast_dev.synth import CLASSES, render
 from ballast_dev.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
+from ballast_dev.testing.trainer import put_plan, trainer_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,16 +111,11 @@ def main() -> None:
                 gates=GateThresholds(),
             )
             files = layout.RunArtifacts(plan.run, plan.run_uid)
-            store.put(files.plan, canonical_json(plan))
+            planned = put_plan(store, plan)
             env = dict(os.environ, **info.env())
             started = time.monotonic()
             subprocess.run(
-                [
-                    str(Path(sys.executable).parent / "ballast-trainer"),
-                    "train",
-                    "--plan",
-                    store.uri(files.plan),
-                ],
+                trainer_argv("train", planned),
                 env=env,
                 check=True,
                 capture_output=True,

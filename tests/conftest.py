@@ -31,12 +31,14 @@ def kube(cluster):
     """An ApiClient for the cluster admin, with the CRDs from crds/ installed."""
     from kubernetes import client, config
 
-    from ballast_dev.testing.kube import install_crds
+    from ballast_dev.testing.kube import apply_manifests, install_crds
 
     configuration = client.Configuration()
     config.load_kube_config(cluster.kubeconfig, client_configuration=configuration)
     api = client.ApiClient(configuration)
     install_crds(api, ROOT / "crds")
+    # Every test runs with the admission policy the chart installs (approvals, hand-made rebases).
+    apply_manifests(cluster.kubeconfig, (ROOT / "charts" / "ballast" / "files" / "admission-policy.yaml").read_text())
     yield api
     api.close()
 
@@ -131,3 +133,17 @@ def operator_process(cluster, namespace, tmp_path, request) -> Iterator:
     process = OperatorProcess(cluster.kubeconfig, namespace, tmp_path / "operator.log", extra_args=extra).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def documented_operator(cluster, kube, namespace, tmp_path) -> Iterator:
+    """The operator as the README installs it: its own namespace, the chart's ServiceAccount and
+    RBAC (a Role in the pools' namespace), running under that ServiceAccount's token."""
+    from kubernetes import client
+
+    from ballast_dev.testing.install import install
+
+    installed = install(cluster, kube, namespace, tmp_path / "operator.log")
+    yield installed
+    installed.process.stop()
+    client.CoreV1Api(kube).delete_namespace(installed.namespace)

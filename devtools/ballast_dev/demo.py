@@ -31,11 +31,12 @@ from typing import Any
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
 from ballast.api.common import BaseModelRef
-from ballast.api.contracts import GateReport, RunPlan, canonical_json
+from ballast.api.contracts import GateReport, RunPlan
 from ballast_dev import REPO
 from ballast_dev.cluster import build, plane
 from ballast_dev.synth import CLASSES, render
 from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, put_base, write_anchor
+from ballast_dev.testing.trainer import put_plan, trainer_argv
 
 ROOT = REPO
 NAMESPACE = "ballast-demo"
@@ -98,8 +99,9 @@ def wait(
     raise TimeoutError(f"{what}: not done after {timeout:.0f} s")
 
 
-def http(method: str, url: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method)
+def http(method: str, url: str, body: bytes | None = None, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
     with urllib.request.urlopen(request, timeout=60) as response:
         return response.status, response.read()
 
@@ -187,6 +189,10 @@ class Demo:
             core.create_namespaced_secret(
                 NAMESPACE, {"metadata": {"name": "ballast-webhook"}, "stringData": {"token": secrets.token_hex(16)}}
             )
+            self.feedback_token = secrets.token_hex(16)
+            core.create_namespaced_secret(
+                NAMESPACE, {"metadata": {"name": "ballast-feedback"}, "stringData": {"token": self.feedback_token}}
+            )
             subprocess.run(
                 [
                     str(build.binary("helm")),
@@ -239,6 +245,8 @@ class Demo:
                     "--set",
                     "serve.name=invoices-detector",
                     "--set",
+                    f"serve.release={RELEASE}",
+                    "--set",
                     f"serve.objectStore.endpoint={self.info.minio_endpoint}",
                     "--set",
                     "serve.initialModel.version=base_v1",
@@ -278,6 +286,7 @@ class Demo:
                     "POST",
                     f"{serve_url}/feedback?documentId=DOC-{index:05d}&reportedBy=customer-{index % 7}",
                     page.png(),
+                    self.feedback_token,
                 )
             inbox = [k for k in store.list(layout.inbox_prefix(POOL)) if k.endswith("report.json")]
             say(f"   {len(inbox)} failure reports in {layout.inbox_prefix(POOL)} (never straight into the pool)")
@@ -343,8 +352,6 @@ class Demo:
                         "runs",
                         "approve",
                         run,
-                        "--by",
-                        "lead@example.com",
                         "--reason",
                         "new template: Gate 2 gap accepted for this release",
                     ).strip()
@@ -434,20 +441,17 @@ class Demo:
         plan = RunPlan.model_validate_json(self.store.get(self.store.relative(body["status"]["plan"]["uri"])))
         lesson = plan.evolve(run="lesson-no-anchor", old_samples=[], mixing_rule="no old data (what the seed forbids)")
         files = layout.RunArtifacts(lesson.run, lesson.run_uid)
-        self.store.put(files.plan, canonical_json(lesson))
+        planned = put_plan(self.store, lesson)
         env = {
             **os.environ,
             "BALLAST_S3_ENDPOINT": self.info.minio_endpoint,
             "BALLAST_S3_ACCESS_KEY": self.info.minio_access_key,
             "BALLAST_S3_SECRET_KEY": self.info.minio_secret_key,
         }
-        uri = self.store.uri(files.plan)
         started = time.monotonic()
         for stage_name in ("train", "gate"):
             say(f"   ballast-trainer {stage_name} (no anchor samples) ...")
-            subprocess.run(
-                [str(self.bin / "ballast-trainer"), stage_name, "--plan", uri], env=env, check=True, capture_output=True
-            )
+            subprocess.run(trainer_argv(stage_name, planned), env=env, check=True, capture_output=True)
         report = GateReport.model_validate_json(self.store.get(files.gate_report))
         say(f"   verdict {report.verdict}: {report.gates[0].reason}")
         return {

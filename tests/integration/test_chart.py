@@ -68,12 +68,36 @@ def test_helm_lint_passes_for_default_and_non_default_values():
 def test_the_default_render_is_least_privilege_and_secure():
     documents = render()
     kinds = sorted(d["kind"] for d in documents)
-    assert kinds == ["ClusterRole", "Deployment", "KopfPeering", "Role", "RoleBinding", "Service", "ServiceAccount"]
-    # Nothing cluster-wide is granted: the only ClusterRole is for people, bound per namespace by them.
+    assert kinds == [
+        "ClusterRole",
+        "ClusterRole",
+        "Deployment",
+        "KopfPeering",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ]
+    # Nothing cluster-wide is granted: the ClusterRoles are for people, bound per namespace by them.
     assert not [d for d in documents if d["kind"] == "ClusterRoleBinding"]
-    people = next(d for d in documents if d["kind"] == "ClusterRole")
-    assert people["metadata"]["name"] == "ballast-reviewer"
-    assert {v for r in people["rules"] for v in r["verbs"]} == {"get", "list", "create"}
+    people = {d["metadata"]["name"]: d for d in documents if d["kind"] == "ClusterRole"}
+    assert sorted(people) == ["ballast-approver", "ballast-reviewer"]
+    assert {v for r in people["ballast-reviewer"]["rules"] for v in r["verbs"]} == {"get", "list", "create"}
+    assert "approve" in {v for r in people["ballast-approver"]["rules"] for v in r["verbs"]}
+    policy = next(d for d in documents if d["kind"] == "ValidatingAdmissionPolicy")
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    # The trainer Jobs may reach only DNS and the object store's private addresses, nothing else.
+    jobs = next(
+        d for d in documents if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "ballast-trainer-jobs"
+    )
+    assert jobs["spec"]["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in jobs["spec"]
+    egress_ports = sorted(p["port"] for rule in jobs["spec"]["egress"] for p in rule["ports"])
+    assert egress_ports == [53, 53, 443, 9000]
+    assert all("0.0.0.0/0" not in str(rule) for rule in jobs["spec"]["egress"])
     role = next(d for d in documents if d["kind"] == "Role")
     secrets = [r for r in role["rules"] if "secrets" in r["resources"]]
     assert secrets == [
@@ -198,6 +222,9 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
             namespace,
             "--set",
             f"objectStore.secretNames={{{store_secret}}}",
+            # The suite's cluster already runs this very policy (tests/conftest.py applies the file).
+            "--set",
+            "admissionPolicy.enabled=false",
             "--wait",
             "--timeout",
             "120s",

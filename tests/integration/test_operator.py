@@ -17,7 +17,7 @@ from ballast.api import layout
 from ballast.api.contracts import Lineage, RunPlan
 from ballast.api.params import Mixing
 from ballast.policy.mixing import draw_old_samples, old_sample_count
-from ballast_dev.cluster import build
+from ballast_dev.cluster import build, plane
 from ballast_dev.synth import CLASSES
 from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
 from ballast_dev.testing.kube import eventually, notify_samples_added, run_files
@@ -175,10 +175,11 @@ def kubectl(cluster, *args: str) -> str:
     return completed.stdout
 
 
-def serving_deployment(name: str) -> dict:
+def serving_deployment(name: str, opted_in: bool = True) -> dict:
+    """A serving Deployment; its owner lets the ModelRelease of the same name move it (the label)."""
     labels = {"app": name}
     return {
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"ballast.dev/model-release": name} if opted_in else {}},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
@@ -307,6 +308,21 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     assert release_status(kube, namespace)["phase"] == "Released"
 
 
+def grant_approver(kube, namespace: str, user: str) -> None:
+    """What a platform team does for a reviewer: bind the approve verb (as ballast-approver does)."""
+    rbac = client.RbacAuthorizationV1Api(kube)
+    rule = {"apiGroups": ["ballast.dev"], "resources": ["finetuneruns"], "verbs": ["get", "list", "patch", "approve"]}
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": f"approver-{user}"}, "rules": [rule]})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": f"approver-{user}"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": f"approver-{user}"},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        },
+    )
+
+
 def a_release(name: str, pool: str, model: str) -> dict:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -360,6 +376,8 @@ def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deplo
     assert "ballast runs approve review-run-1" in release_status(kube, namespace, "review-detector")["message"]
     assert served_version(kube, namespace, "review-detector") is None  # untouched
 
+    # ana may approve in this namespace (the `approve` verb), and approves in her own name.
+    grant_approver(kube, namespace, "ana")
     approve = subprocess.run(
         [
             str(Path(sys.executable).parent / "ballast"),
@@ -368,14 +386,12 @@ def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deplo
             "review-run-1",
             "-n",
             namespace,
-            "--by",
-            "ana",
             "--reason",
             "new template; detection rate is the known gap",
         ],
         capture_output=True,
         text=True,
-        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+        env={**os.environ, "KUBECONFIG": str(plane.user_kubeconfig(cluster, "ana"))},
         check=False,
     )
     assert approve.returncode == 0, approve.stderr
@@ -440,14 +456,24 @@ def test_2000_samples_lead_to_a_rebase_run_and_a_new_base(
     lineage = Lineage.model_validate_json(pool_store.get(files.lineage))
     assert lineage.base_digest is None and lineage.params["pretrained"] is False
     if run["status"]["verdict"] == "Review":  # a person signs off a new base trained for one epoch
-        custom(kube).patch_namespaced_custom_object(
-            GROUP,
-            VERSION,
-            namespace,
-            "finetuneruns",
-            "invoices-run-1",
-            {"spec": {"approval": {"by": "ana", "at": "2026-11-26T12:00:00Z", "reason": "test base"}}},
+        grant_approver(kube, namespace, "ana")
+        approve = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "ballast"),
+                "runs",
+                "approve",
+                "invoices-run-1",
+                "-n",
+                namespace,
+                "--reason",
+                "test base",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "KUBECONFIG": str(plane.user_kubeconfig(cluster, "ana"))},
+            check=False,
         )
+        assert approve.returncode == 0, approve.stderr
     eventually(lambda: pool_status(kube, namespace).get("currentBase") == "base_v2", 60, what="base adopted")
     status = pool_status(kube, namespace)
     assert status["samplesSinceBase"] == 0

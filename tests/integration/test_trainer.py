@@ -14,7 +14,16 @@ from ballast.adapters.models import publish_model
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
 from ballast.api.common import BaseModelRef
-from ballast.api.contracts import GateReport, Lineage, RunPlan, TrainResult, canonical_json
+from ballast.api.contracts import (
+    BaseEvaluation,
+    GateReport,
+    Lineage,
+    RunPlan,
+    TerminationReport,
+    TrainResult,
+    canonical_json,
+    digest_bytes,
+)
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 from ballast.policy.gates import overall_verdict
 from ballast.policy.mixing import draw_old_samples, old_sample_count
@@ -25,16 +34,21 @@ TRAINER = str(Path(sys.executable).parent / "ballast-trainer")
 TINY = TrainingParams(epochs=1, imgsz=160, batch=16, gpus=0)
 
 
-def run_trainer(cluster, stage: str, plan_uri: str, tmp_path: Path) -> subprocess.CompletedProcess:
+def run_trainer(cluster, stage: str, plan: tuple[str, str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """`ballast-trainer STAGE --plan URI --plan-digest DIGEST`, as the operator's Job runs it; the
+    termination message goes to tmp_path/termination-log."""
     env = {
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
+        "BALLAST_TERMINATION_LOG": str(tmp_path / f"termination-log-{stage}"),
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    uri, digest = plan
     return subprocess.run(
-        [TRAINER, stage, "--plan", plan_uri, "--workdir", str(tmp_path / f"work-{stage}")],
+        [TRAINER, stage, "--plan", uri, "--plan-digest", digest, "--workdir", str(tmp_path / f"work-{stage}")],
         env=env,
         capture_output=True,
         text=True,
@@ -47,9 +61,10 @@ def files(plan: RunPlan) -> layout.RunArtifacts:
     return layout.RunArtifacts(plan.run, plan.run_uid)
 
 
-def put_plan(store: ObjectStore, plan: RunPlan) -> str:
-    store.put(files(plan).plan, canonical_json(plan), "application/json")
-    return store.uri(files(plan).plan)
+def put_plan(store: ObjectStore, plan: RunPlan) -> tuple[str, str]:
+    """Write the plan as the operator does; its URI and digest (the Job's command line)."""
+    digest = store.put(files(plan).plan, canonical_json(plan), "application/json")
+    return store.uri(files(plan).plan), digest
 
 
 def a_plan(**fields) -> RunPlan:
@@ -171,10 +186,8 @@ def test_the_gates_write_a_report_whose_verdict_follows_the_policy(trained):
     assert report.map50_drop == pytest.approx((report.base_map50 - report.candidate_map50) * 100, abs=1e-4)
     assert {c.name for c in report.per_class_detection} == set(CLASSES)
     assert sum(c.instances for c in report.per_class_detection) == 10 * 8  # 8 fields on each of 10 pages
-    # The base's Gate 1 figure is cached per base digest and test-set digest.
-    cache_dir = layout.gate1_cache(trained["base"].digest, "sha256:x", 0).rsplit("/", 1)[0] + "/"
-    cached = list(store.list(cache_dir))
-    assert len(cached) == 1
+    # With no figure in the plan, the gate measured the base itself (and says so).
+    assert report.base_measured is True
 
 
 def test_the_trainer_never_reaches_beyond_the_object_store(trained):
@@ -200,11 +213,41 @@ def test_the_audit_hook_refuses_any_other_host_before_a_packet_leaves():
     assert "refused network access to weights.example.invalid" in completed.stdout
 
 
-def test_a_second_gate_reuses_the_cached_base_figure(trained, cluster):
+def test_a_plan_carrying_a_verified_base_figure_is_not_measured_again(trained, cluster):
     store, plan = trained["store"], trained["plan"]
-    again = run_trainer(cluster, "gate", store.uri(files(plan).plan), trained["tmp"] / "again")
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "base mAP50 from cache" in again.stdout
+    first = GateReport.model_validate_json(store.get(files(plan).gate_report))
+    known = BaseEvaluation(
+        base_digest=trained["base"].digest,
+        test_manifest_digest=digest_bytes(store.get(TEST_MANIFEST)),
+        imgsz=plan.training.imgsz,
+        map50=first.base_map50,
+    )
+    again = plan.evolve(run_uid="uid-again", base_evaluation=known)
+    completed = run_trainer(cluster, "gate", put_plan(store, again), trained["tmp"] / "again")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "base mAP50 from the plan" in completed.stdout
+    report = GateReport.model_validate_json(store.get(files(again).gate_report))
+    assert report.base_measured is False and report.base_map50 == pytest.approx(first.base_map50)
+
+
+def test_each_stage_reports_its_results_digest_in_the_termination_message(trained):
+    store, plan = trained["store"], trained["plan"]
+    for stage, key in (("train", files(plan).train_result), ("gate", files(plan).gate_report)):
+        report = TerminationReport.model_validate_json((trained["tmp"] / f"termination-log-{stage}").read_text())
+        assert report.document == key
+        assert report.digest == digest_bytes(store.get(key))
+
+
+def test_a_plan_rewritten_in_the_bucket_is_refused(trained, cluster):
+    store, plan = trained["store"], trained["plan"]
+    honest = plan.evolve(run="rewritten", run_uid="uid-rewritten")
+    uri, digest = put_plan(store, honest)
+    store.put(files(honest).plan, canonical_json(honest.evolve(old_samples=[])), "application/json")  # a bucket writer
+    completed = run_trainer(cluster, "train", (uri, digest), trained["tmp"] / "rewritten")
+    assert completed.returncode == 3, completed.stdout[-2000:]
+    error = json.loads(store.get(files(honest).error("train")))
+    assert error["reason"] == "Refused" and "not the one this Job was given" in error["message"]
+    assert not store.exists(files(honest).model)
 
 
 def test_a_plan_that_starts_from_a_fine_tuned_model_is_refused(trained, cluster):

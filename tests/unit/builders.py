@@ -63,7 +63,7 @@ def a_run_summary(name: str = "p-run-1", **overrides: Any) -> RunSummary:
         "kind": "FineTune",
         "phase": "Succeeded",
         "verdict": "Pass",
-        "approval": None,
+        "approved_by": None,
         "sample_count": 50,
         "model": a_model(),
         "base_version": "base_v1",

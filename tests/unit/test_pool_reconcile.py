@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from ballast.api.common import Approval
 from ballast.api.finetunepool import FineTunePoolStatus, RejectedSample
 from ballast.policy.finetunepool import IndexCount, PoolObservation, PoolStep, decide_pool
 
@@ -106,7 +105,7 @@ def test_a_started_run_starts_from_the_pools_base_and_its_numbers_never_repeat()
                 kind="Rebase",
                 verdict="Review",
                 model=a_model("base_v2"),
-                approval=Approval(by="ana", at=T0, reason="ok"),
+                approved_by="ana",
             ),
             True,
             id="an approved Rebase under review is adopted",

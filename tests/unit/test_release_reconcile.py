@@ -7,20 +7,27 @@ from typing import Any
 
 import pytest
 
-from ballast.api.common import Approval
 from ballast.api.finetunepool import FineTunePoolStatus
 from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, ReleaseRecord
 from ballast.policy.modelrelease import DeploymentView, ReleaseObservation, ReleaseStep, decide_release
 
 from .builders import T0, a_model, a_pool_spec, a_run_summary
 
-APPROVAL = Approval(by="ana", at=T0, reason="known gap")
+APPROVER = "ana"  # a Review approval the operator verified
 
 
 def deployment(
-    serving: str | None = None, rollout: str = "Available", containers: tuple = ("serve",)
+    serving: str | None = None, rollout: str = "Available", containers: tuple = ("serve",), release: str | None = "rel"
 ) -> DeploymentView:
-    return DeploymentView(name="d", containers=containers, serving=serving, rollout=rollout, detail="1/1 available")  # type: ignore[arg-type]
+    """The target Deployment; by default its owner opted in to release `rel` (the label)."""
+    return DeploymentView(
+        name="d",
+        release=release,
+        containers=containers,
+        serving=serving,
+        rollout=rollout,
+        detail="1/1 available",  # type: ignore[arg-type]
+    )
 
 
 def observe(
@@ -59,13 +66,13 @@ def observe(
             id="a Review model without approval is blocked",
         ),
         pytest.param(
-            observe(runs=(a_run_summary(verdict="Review", approval=APPROVAL),)),
+            observe(runs=(a_run_summary(verdict="Review", approved_by=APPROVER),)),
             ReleaseStep.ROLL_OUT,
             None,
             id="an approved Review model rolls out",
         ),
         pytest.param(
-            observe(runs=(a_run_summary(verdict="Reject", approval=APPROVAL),)),
+            observe(runs=(a_run_summary(verdict="Reject", approved_by=APPROVER),)),
             ReleaseStep.BLOCK,
             "RunRejected",
             id="a rejected model is blocked even when approved",
@@ -99,6 +106,24 @@ def test_when_a_deployment_may_move(observation: ReleaseObservation, step: Relea
         assert (action.status.phase, blocked.status, blocked.reason) == ("Blocked", "True", reason)
 
 
+@pytest.mark.parametrize(
+    ("label", "step"),
+    [
+        pytest.param(None, ReleaseStep.BLOCK, id="a Deployment without the opt-in label is never moved"),
+        pytest.param(
+            "someone-else", ReleaseStep.BLOCK, id="a Deployment that opted in to another release is not moved"
+        ),
+        pytest.param("rel", ReleaseStep.ROLL_OUT, id="a Deployment that names this release may be moved"),
+    ],
+)
+def test_a_deployment_moves_only_when_its_owner_opted_in(label: str | None, step: ReleaseStep) -> None:
+    action = decide_release(observe(runs=(a_run_summary(),), dep=deployment(release=label)))
+    assert action.step is step
+    if step is ReleaseStep.BLOCK:
+        blocked = next(c for c in action.status.conditions if c.type == "Blocked")
+        assert blocked.reason == "DeploymentNotOptedIn" and "ballast.dev/model-release=rel" in blocked.message
+
+
 def test_a_missing_deployment_blocks_and_a_repeated_block_posts_no_second_event() -> None:
     missing = ReleaseObservation(**{**observe().__dict__, "deployment": None})
     first = decide_release(missing)
@@ -109,7 +134,7 @@ def test_a_missing_deployment_blocks_and_a_repeated_block_posts_no_second_event(
 
 def test_a_roll_out_points_at_the_published_copy_and_records_who_and_why() -> None:
     action = decide_release(
-        observe(runs=(a_run_summary(verdict="Review", approval=APPROVAL),), dep=deployment("base_v1"))
+        observe(runs=(a_run_summary(verdict="Review", approved_by=APPROVER),), dep=deployment("base_v1"))
     )
     assert action.target is not None and action.target.uri == "s3://ballast/models/p/ft_v1.1/model.pt"
     assert action.model is not None and action.model.uri == a_model().uri  # published from the run's copy

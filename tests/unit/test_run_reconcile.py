@@ -6,40 +6,69 @@ from typing import Any
 
 import pytest
 
-from ballast.api.common import Approval
+from ballast.api.common import Approval, ModelRef
 from ballast.api.conditions import Reason
-from ballast.api.contracts import GateReport, GateResult, TrainResult
+from ballast.api.contracts import BaseEvaluation, GateReport, GateResult, RunPlan, TrainResult
 from ballast.api.finetunerun import FineTuneRunStatus, PlanSummary, SampleSnapshot
+from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
 from ballast.policy.finetunerun import JobState, JobView, RunObservation, RunStep, decide_run, planned
 
-from .builders import BASE, DIGEST, T0, a_model, a_run_spec
+from .builders import BASE, DIGEST, T0, a_pool_spec, a_run_spec
 
 PLAN = PlanSummary(new_samples=50, old_samples=1000, rule="r", seed=1, digest=DIGEST, uri="s3://b/runs/r/u/plan.json")
-RESULT = TrainResult(run="r", model=a_model(), lineage_uri="s3://b/l", lineage_digest=DIGEST, epochs=[], seconds=3)
+# The plan the operator wrote (read back against PLAN.digest): run r, uid u, bucket b, the seed's gates.
+PLAN_DOC = RunPlan(
+    run="r",
+    run_uid="u",
+    pool="p",
+    kind="FineTune",
+    bucket="b",
+    classes=["title"],
+    base_model=BASE,  # type: ignore[arg-type]
+    new_version="ft_v1.1",
+    seed=1,
+    new_samples=[],
+    old_samples=[],
+    test_manifest="anchor/test.txt",
+    test_manifest_digest=DIGEST,
+    mixing_rule="r",
+    training=TrainingParams(),
+    rebase=RebaseParams(),
+    gates=GateThresholds(),
+)
+CANDIDATE = ModelRef(version="ft_v1.1", uri="s3://b/runs/r/u/model.pt", digest="sha256:" + "cd" * 32)
+RESULT = TrainResult(
+    run="r", model=CANDIDATE, lineage_uri="s3://b/runs/r/u/lineage.json", lineage_digest=DIGEST, epochs=[], seconds=3
+)
+OTHER = CANDIDATE.evolve(digest="sha256:" + "ef" * 32)
 PLANNED = FineTuneRunStatus(phase="Training", plan=PLAN)
-TRAINED = FineTuneRunStatus(phase="Gating", plan=PLAN, model=a_model())
+TRAINED = FineTuneRunStatus(phase="Gating", plan=PLAN, model=CANDIDATE)
 
 
-def a_report(verdict: str = "Pass", gate2: str = "Pass") -> GateReport:
-    return GateReport(
-        run="r",
-        candidate=a_model(),
-        base=BASE,  # type: ignore[arg-type]
-        base_map50=0.9,
-        candidate_map50=0.9,
-        map50_drop=0.0,
-        drop_unit="points",
-        detection_rate=0.9,
-        per_class_detection=[],
-        gates=[
+def a_report(verdict: str = "Pass", gate2: str = "Pass", **figures: Any) -> GateReport:
+    """A gate report about this run's candidate; its own verdicts are what the trainer claims."""
+    fields: dict[str, Any] = {
+        "run": "r",
+        "candidate": CANDIDATE,
+        "base": BASE,
+        "base_map50": 0.9,
+        "candidate_map50": 0.9,
+        "map50_drop": 0.0,
+        "drop_unit": "points",
+        "detection_rate": 0.9 if gate2 == "Pass" else 0.5,
+        "per_class_detection": [],
+        "gates": [
             GateResult(name="Gate1Regression", verdict="Pass", reason="drop 0"),
             GateResult(name="Gate2NewSamples", verdict=gate2, reason="rate"),  # type: ignore[arg-type]
         ],
-        verdict=verdict,  # type: ignore[arg-type]
-    )
+        "verdict": verdict,
+    }
+    fields.update(figures)
+    return GateReport(**fields)
 
 
 def observe(status: FineTuneRunStatus | None = None, spec: Any = None, **fields: Any) -> RunObservation:
+    fields.setdefault("plan", PLAN_DOC if (status or FineTuneRunStatus()).plan else None)
     return RunObservation(
         name="r",
         generation=1,
@@ -148,7 +177,7 @@ def job(state: JobState, reason: str = "", detail: str = "") -> JobView:
             id="a run whose pool is gone fails",
         ),
         pytest.param(
-            observe(FineTuneRunStatus(phase="Succeeded", verdict="Pass", model=a_model())),
+            observe(FineTuneRunStatus(phase="Succeeded", verdict="Pass", model=CANDIDATE)),
             RunStep.FINISHED,
             "Succeeded",
             None,
@@ -177,30 +206,144 @@ def test_a_refused_run_says_which_seed_rule_in_its_planned_condition() -> None:
 
 
 @pytest.mark.parametrize(
-    ("verdict", "gate2", "approval", "approved"),
+    ("verdict", "gate2", "candidate_map50", "approved"),
     [
         pytest.param("Pass", "Pass", None, ("True", "Pass"), id="a passed run is approved by its gates"),
         pytest.param("Review", "Review", None, ("False", "RunNotApproved"), id="a Review waits for a person"),
-        pytest.param("Reject", "Pass", None, ("False", "RunRejected"), id="a rejected run is never approved"),
+        pytest.param("Reject", "Pass", 0.8, ("False", "RunRejected"), id="a rejected run is never approved"),
     ],
 )
 def test_the_verdict_sets_gate_conditions_and_approved(
-    verdict: str, gate2: str, approval: Any, approved: tuple
+    verdict: str, gate2: str, candidate_map50: float | None, approved: tuple
 ) -> None:
-    action = decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=a_report(verdict, gate2)))
+    figures = {"candidate_map50": candidate_map50} if candidate_map50 else {}  # a 10-point drop: Gate 1 rejects
+    report = a_report(verdict, gate2, **figures)
+    action = decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=report))
     conditions = {c.type: (c.status, c.reason) for c in action.status.conditions}
     assert conditions["Approved"] == approved
     assert conditions["Gate2NewSamples"] == ("True" if gate2 == "Pass" else "False", gate2)
     assert conditions["Gate3ABComparison"] == ("True", "Disabled")
-    assert action.status.verdict == verdict and action.status.gates.gate1 == "Pass"
+    assert action.status.verdict == verdict
+    assert action.status.gates.gate1 == ("Reject" if candidate_map50 else "Pass")
 
 
-def test_an_approval_given_after_the_verdict_flips_approved_on_a_finished_run() -> None:
-    review = FineTuneRunStatus(phase="Succeeded", verdict="Review", model=a_model())
-    spec = a_run_spec(approval=Approval(by="ana", at=T0, reason="ok").to_wire())
-    action = decide_run(observe(review, spec=spec))
-    approved = next(c for c in action.status.conditions if c.type == "Approved")
-    assert (action.step, approved.status, approved.reason) == (RunStep.FINISHED, "True", "Approved")
+REVIEWED = FineTuneRunStatus(phase="Succeeded", verdict="Review", model=CANDIDATE)
+
+
+def approval(model_digest: str = CANDIDATE.digest) -> dict:
+    return Approval(by="ana", at=T0, reason="ok", model_digest=model_digest).to_wire()
+
+
+@pytest.mark.parametrize(
+    ("spec_approval", "authorized", "approved"),
+    [
+        pytest.param(approval(), True, ("True", "Approved"), id="an approval of this model by an approver approves"),
+        pytest.param(
+            approval(), False, ("False", "ApproverNotAuthorized"), id="an approval by a user without the verb does not"
+        ),
+        pytest.param(
+            approval(DIGEST), True, ("False", "ApprovalStale"), id="an approval of another model digest does not"
+        ),
+        pytest.param(None, None, ("False", "RunNotApproved"), id="a Review without approval waits"),
+    ],
+)
+def test_an_approval_counts_only_when_verified(spec_approval: Any, authorized: bool | None, approved: tuple) -> None:
+    action = decide_run(observe(REVIEWED, spec=a_run_spec(approval=spec_approval), approval_authorized=authorized))
+    condition = next(c for c in action.status.conditions if c.type == "Approved")
+    assert (action.step, (condition.status, condition.reason)) == (RunStep.FINISHED, approved)
+
+
+def test_the_operator_judges_the_figures_and_never_reads_the_reports_own_verdict() -> None:
+    # The report claims Pass, but its figures drop 5 points: the seed's Gate 1 rejects.
+    forged = a_report("Pass", candidate_map50=0.85)
+    action = decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=forged))
+    assert action.status.verdict == "Reject" and action.status.gates.gate1 == "Reject"
+    assert action.status.gates.map50_drop == pytest.approx(5.0)
+
+
+def test_the_base_figure_comes_from_the_plan_when_a_verified_gate_measured_it_before() -> None:
+    known = BaseEvaluation(base_digest=DIGEST, test_manifest_digest=DIGEST, imgsz=640, map50=0.95)
+    plan = PLAN_DOC.evolve(base_evaluation=known)
+    report = a_report("Pass", base_map50=0.5, base_measured=False)  # whatever the report says of the base
+    action = decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=report, plan=plan))
+    assert action.status.gates.base_map50 == 0.95 and action.status.verdict == "Reject"
+    assert action.status.gates.base_evaluation is None  # nothing new measured to keep
+
+
+def test_a_measured_base_figure_is_kept_in_the_runs_evidence_for_the_pool() -> None:
+    action = decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=a_report()))
+    evaluation = action.status.gates.base_evaluation
+    assert evaluation is not None and (evaluation.base_digest, evaluation.map50) == (BASE["digest"], 0.9)
+
+
+@pytest.mark.parametrize(
+    ("observation", "reason"),
+    [
+        pytest.param(
+            observe(PLANNED, train=job(JobState.SUCCEEDED), result_problem="its digest differs"),
+            "ResultUnverified",
+            id="a train result whose bytes differ from the reported digest is not read",
+        ),
+        pytest.param(
+            observe(
+                PLANNED,
+                train=job(JobState.SUCCEEDED),
+                train_result=RESULT.evolve(model=CANDIDATE.evolve(uri="s3://b/x.pt")),
+            ),
+            "ResultUnverified",
+            id="a train result naming a model outside the run's prefix is refused",
+        ),
+        pytest.param(
+            observe(PLANNED, train=job(JobState.SUCCEEDED), train_result=RESULT.evolve(run="other")),
+            "ResultUnverified",
+            id="a train result of another run is refused",
+        ),
+        pytest.param(
+            observe(
+                TRAINED, gate=job(JobState.SUCCEEDED), gate_report=a_report(candidate=BASE | {"version": "ft_v1.1"})
+            ),
+            "ResultUnverified",
+            id="a gate report about another model is refused",
+        ),
+        pytest.param(
+            observe(TRAINED, gate=job(JobState.SUCCEEDED), result_problem="no digest reported"),
+            "ResultUnverified",
+            id="a gate report its Job did not vouch for is refused",
+        ),
+        pytest.param(
+            observe(PLANNED, train=JobView(JobState.ACTIVE, foreign="its container's image differs")),
+            "JobNotOurs",
+            id="a Job under the run's name that the operator did not build fails the run",
+        ),
+    ],
+)
+def test_results_are_trusted_only_as_the_operators_own_jobs_reported_them(
+    observation: RunObservation, reason: str
+) -> None:
+    action = decide_run(observation)
+    assert (action.step, action.status.phase, action.events[0].reason) == (RunStep.FAIL, "Failed", reason)
+
+
+@pytest.mark.parametrize(
+    ("gates", "mixing", "refused"),
+    [
+        pytest.param(
+            {"regression": {"passBelow": 1000, "rejectAbove": 1001}}, None, True, id="looser Gate 1 is refused"
+        ),
+        pytest.param({"newSamples": {"minDetectionRate": 0.0}}, None, True, id="a lower detection rate is refused"),
+        pytest.param({"regression": {"passBelow": 0.5, "rejectAbove": 2}}, None, False, id="stricter gates are fine"),
+        pytest.param(
+            None, {"table": [{"newSamples": 10, "multiplier": 1}]}, True, id="a smaller anchor draw is refused"
+        ),
+        pytest.param(None, None, False, id="a run that names no gates takes the pool's"),
+    ],
+)
+def test_a_hand_made_run_may_not_be_judged_more_loosely_than_its_pool(gates: Any, mixing: Any, refused: bool) -> None:
+    spec = a_run_spec(gates=gates, mixing=mixing)
+    action = decide_run(observe(spec=spec, pool=a_pool_spec()))
+    assert (action.step is RunStep.FAIL) is refused
+    if refused:
+        assert action.events[0].reason == "LooserThanPool" and "pool" in action.status.message
 
 
 def test_once_planned_the_status_holds_the_plan_and_says_so() -> None:

@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from ballast.api.common import Approval
-from ballast.policy.modelrelease import release_eligibility
+from ballast.policy.eligibility import release_eligibility
 from ballast.policy.versions import finetune_version, next_base_version, parse_version, start_model_refusal
 
-from .builders import DIGEST, T0
+from .builders import DIGEST
 
 
 def test_version_names_follow_the_seed() -> None:
@@ -36,7 +35,7 @@ def test_malformed_version_names_are_refused(bad: str) -> None:
         parse_version(bad)
 
 
-APPROVAL = Approval(by="ana", at=T0, reason="drop within noise on the date class")
+APPROVER = "ana"  # a verified approval of a Review
 
 
 @pytest.mark.parametrize(
@@ -44,15 +43,13 @@ APPROVAL = Approval(by="ana", at=T0, reason="drop within noise on the date class
     [
         pytest.param("Succeeded", "Pass", None, True, "Pass", id="a Pass model may be released"),
         pytest.param("Succeeded", "Review", None, False, "RunNotApproved", id="a Review model is blocked"),
-        pytest.param("Succeeded", "Review", APPROVAL, True, "Approved", id="an approved Review model may go"),
+        pytest.param("Succeeded", "Review", APPROVER, True, "Approved", id="an approved Review model may go"),
         pytest.param("Succeeded", "Reject", None, False, "RunRejected", id="a Reject model never deploys"),
-        pytest.param("Succeeded", "Reject", APPROVAL, False, "RunRejected", id="not even when approved"),
+        pytest.param("Succeeded", "Reject", APPROVER, False, "RunRejected", id="not even when approved"),
         pytest.param("Gating", None, None, False, "RunNotFinished", id="a run still gating blocks the release"),
     ],
 )
-def test_release_eligibility(
-    phase: str, verdict: str | None, approval: Approval | None, allowed: bool, reason: str
-) -> None:
+def test_release_eligibility(phase: str, verdict: str | None, approval: str | None, allowed: bool, reason: str) -> None:
     decision = release_eligibility("ft_v1.1", "p-run-1", phase, verdict, approval)  # type: ignore[arg-type]
     assert (decision.allowed, decision.reason) == (allowed, reason)
 

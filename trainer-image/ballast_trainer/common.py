@@ -14,7 +14,7 @@ from pathlib import Path
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.api import layout
 from ballast.api.common import Model
-from ballast.api.contracts import RunPlan, StageError, canonical_json, digest_bytes
+from ballast.api.contracts import RunPlan, StageError, TerminationReport, canonical_json, digest_bytes
 from ballast_trainer import offline
 
 # How long a stage waits out an object store that stops answering (a restart, a network blip)
@@ -46,18 +46,30 @@ class Context:
     def put_json(self, relative: str, document: Model) -> str:
         return self.store.put(relative, canonical_json(document), "application/json")
 
+    def report_result(self, relative: str, document: Model) -> None:
+        """Write the stage's result document, then its key and digest to the container's termination
+        message: the operator reads the result only when the bytes it finds match this digest."""
+        report = TerminationReport(document=relative, digest=self.put_json(relative, document))
+        path = os.environ.get("BALLAST_TERMINATION_LOG")
+        if path:
+            Path(path).write_bytes(canonical_json(report))
+        log(f"result {relative} ({report.digest[:19]}...)")
+
     def timed(self, stage: str, started: float) -> None:
         self.timings[stage] = round(self.timings.get(stage, 0.0) + time.monotonic() - started, 3)
 
 
-def open_plan(plan_uri: str, workdir: Path) -> Context:
-    """Prepare the offline environment, then read and check the plan."""
+def open_plan(plan_uri: str, plan_digest: str, workdir: Path) -> Context:
+    """Prepare the offline environment, then read the plan and check it is the one the operator
+    named on the Job's command line (a plan rewritten in the bucket is refused)."""
     workdir.mkdir(parents=True, exist_ok=True)
     offline.prepare(workdir)
     bucket, key = parse_uri(plan_uri)
     raw_store = ObjectStore.from_env(bucket, patience=STORE_PATIENCE_SECONDS, log=log)
     network = offline.audit({raw_store.endpoint.rsplit(":", 1)[0]})
     raw = raw_store.get(key)
+    if digest_bytes(raw) != plan_digest:
+        raise Refused(f"the plan at {plan_uri} is not the one this Job was given (digest {plan_digest[:19]}...)")
     plan = RunPlan.model_validate(json.loads(raw))
     store = ObjectStore.from_env(bucket, plan.prefix, patience=STORE_PATIENCE_SECONDS, log=log)
     log(
@@ -94,10 +106,10 @@ def fail(context: Context | None, stage: str, error: BaseException) -> int:
     return 3 if isinstance(error, Refused) else 1
 
 
-def main_guard(stage: str, body, plan_uri: str, workdir: Path) -> int:  # type: ignore[no-untyped-def]
+def main_guard(stage: str, body, plan_uri: str, plan_digest: str, workdir: Path) -> int:  # type: ignore[no-untyped-def]
     context = None
     try:
-        context = open_plan(plan_uri, workdir)
+        context = open_plan(plan_uri, plan_digest, workdir)
         body(context)
     except Exception as error:
         return fail(context, stage, error)

@@ -1,11 +1,13 @@
 """`ballast-trainer gate`: the seed's three deployment gates, written as a GateReport.
 
-Gate 1: mAP50 of base and candidate on the original held-out test set (the base's figure is cached
-        per base digest and test-set digest, so it is computed once per base).
+Gate 1: mAP50 of base and candidate on the original held-out test set. The base's figure comes
+        from the plan when a verified gate measured it before (the operator keeps it in the pool's
+        status, out of any bucket writer's reach); otherwise it is measured here.
 Gate 2: detection rate of the candidate on the new failure samples (class-aware, IoU >= iou,
         confidence >= confidence), overall and per class.
 Gate 3: optional per-class AP50 of both models on a labelled audit set of production documents.
-Verdicts come from ballast.policy.gates; this module only measures.
+This module measures; its verdicts are for its log only: the operator recomputes the run's verdict
+from the figures with the plan's thresholds.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from pathlib import Path
 
 from ballast.api import layout
-from ballast.api.contracts import ClassResult, GateReport, GateResult, TrainResult, digest_bytes
+from ballast.api.contracts import ClassResult, GateReport, GateResult, TrainResult
 from ballast.api.samples import SampleRef, parse_manifest
 from ballast.policy.gates import ClassAP, ab_gate, map50_drop, new_sample_gate, overall_verdict, regression_gate
 from ballast_trainer import dataset, yolo
@@ -38,20 +40,14 @@ def _stage_split(context: Context, refs: list[SampleRef], name: str) -> Path:
     return dataset.write_data_yaml(root, context.plan.classes, split)
 
 
-def base_evaluation(
-    context: Context, base: Path, base_digest: str, data: Path, test_digest: str, device: str
-) -> yolo.Evaluation:
-    """The base's test-set figures, from the cache when this base met this test set before."""
+def base_evaluation(context: Context, base: Path, data: Path, device: str) -> tuple[yolo.Evaluation, bool]:
+    """The base's test-set figures, and whether they were measured here (not taken from the plan)."""
+    known = context.plan.base_evaluation
+    if known is not None:
+        log(f"base mAP50 from the plan: {known.map50:.4f} (measured by an earlier verified gate)")
+        return yolo.Evaluation(known.map50, dict(known.per_class_ap50)), False
     plan = context.plan
-    key = layout.gate1_cache(base_digest, test_digest, plan.training.imgsz)
-    if context.store.exists(key):
-        cached = json.loads(context.store.get(key))
-        log(f"base mAP50 from cache: {cached['map50']:.4f}")
-        return yolo.Evaluation(cached["map50"], cached["perClassAp50"])
-    evaluation = yolo.evaluate(base, data, "test", plan.training.imgsz, device, plan.classes)
-    document = {"map50": evaluation.map50, "perClassAp50": evaluation.per_class_ap50}
-    context.store.put(key, json.dumps(document).encode(), "application/json")
-    return evaluation
+    return yolo.evaluate(base, data, "test", plan.training.imgsz, device, plan.classes), True
 
 
 def gate(context: Context) -> None:
@@ -67,11 +63,11 @@ def gate(context: Context) -> None:
     candidate = _download_model(context, result.model.uri, result.model.digest, "candidate")
 
     # Gate 1: regression on the held-out test set.
-    manifest = store.get(plan.test_manifest)
+    manifest = store.get(plan.test_manifest, plan.test_manifest_digest)  # DigestMismatch if it changed
     test_refs = parse_manifest(manifest.decode(), plan.test_manifest)
     test_data = _stage_split(context, test_refs, "testset")
     started = time.monotonic()
-    base_eval = base_evaluation(context, base, plan.base_model.digest, test_data, digest_bytes(manifest), device)
+    base_eval, base_measured = base_evaluation(context, base, test_data, device)
     candidate_eval = yolo.evaluate(candidate, test_data, "test", imgsz, device, plan.classes)
     context.timed("evaluate", started)
     gate1 = regression_gate(base_eval.map50, candidate_eval.map50, plan.gates.regression)
@@ -132,6 +128,7 @@ def gate(context: Context) -> None:
         candidate=result.model,
         base=plan.base_model,
         base_map50=round(base_eval.map50, 6),
+        base_measured=base_measured,
         candidate_map50=round(candidate_eval.map50, 6),
         map50_drop=map50_drop(base_eval.map50, candidate_eval.map50, plan.gates.regression.unit),
         drop_unit=plan.gates.regression.unit,
@@ -157,7 +154,7 @@ def gate(context: Context) -> None:
         ).encode(),
         "application/json",
     )
-    context.put_json(files.gate_report, report)
+    context.report_result(files.gate_report, report)
     log(
         f"verdict {report.verdict}: mAP50 {report.base_map50:.4f} -> {report.candidate_map50:.4f}, "
         f"detection rate {report.detection_rate:.4f}"

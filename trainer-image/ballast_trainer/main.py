@@ -1,8 +1,8 @@
 """`ballast-trainer`: the entrypoints run inside Ballast's training and gate Jobs.
 
-    ballast-trainer train  --plan s3://bucket/prefix/runs/RUN/plan.json   fine-tune from the base
-    ballast-trainer rebase --plan s3://...                                train a new base
-    ballast-trainer gate   --plan s3://...                                Gates 1-3 -> GateReport
+    ballast-trainer train  --plan s3://.../plan.json --plan-digest sha256:...   fine-tune from the base
+    ballast-trainer rebase --plan ... --plan-digest ...                         train a new base
+    ballast-trainer gate   --plan ... --plan-digest ...                         Gates 1-3 -> GateReport
     ballast-trainer serve  [--host H --port P --imgsz N]                  the reference inference server
 
 The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_ACCESS_KEY, BALLAST_S3_SECRET_KEY
@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ballast-trainer", description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=("train", "rebase", "gate"))
     parser.add_argument("--plan", required=True, help="s3:// URI of the run's plan.json")
+    parser.add_argument("--plan-digest", required=True, help="the plan's digest: any other plan is refused")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp dir)")
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ballast-{args.stage}-", dir=os.environ.get("TMPDIR")))
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from ballast_trainer.common import main_guard
 
     body = {"train": train.train, "rebase": train.rebase, "gate": gate.gate}[args.stage]
-    return main_guard(args.stage, body, args.plan, workdir)
+    return main_guard(args.stage, body, args.plan, args.plan_digest, workdir)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def _font_source() -> Path:
 
 
 def prepare(workdir: Path) -> Path:
-    """Write the offline config directory under `workdir` and point Ultralytics at it."""
+    """Write the offline config directory under `workdir` and point Ultralytics at it (and at safe
+    weight loading). Call it before ultralytics is imported: it reads these at import."""
     config_dir = workdir / "yolo-config"
     settings_dir = config_dir / "Ultralytics"
     settings_dir.mkdir(parents=True, exist_ok=True)
@@ -68,6 +69,9 @@ def prepare(workdir: Path) -> Path:
             "YOLO_CONFIG_DIR": str(config_dir),
             "MPLCONFIGDIR": str(workdir / "mpl"),
             "HF_HUB_OFFLINE": "1",
+            # Weights load with torch's weights_only and Ultralytics' allow-list of model classes:
+            # a checkpoint whose pickle would run code is refused, never executed.
+            "ULTRALYTICS_SAFE_LOAD": "1",
         }
     )
     (workdir / "mpl").mkdir(exist_ok=True)

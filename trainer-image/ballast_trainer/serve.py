@@ -12,6 +12,7 @@ Feedback never enters a pool directly: it lands in `inbox/<pool>/` for a person 
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import re
@@ -19,14 +20,13 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ballast.adapters.jsonhttp import JsonRequestHandler
+from ballast.adapters.jsonhttp import BoundedHTTPServer, JsonRequestHandler
 from ballast.adapters.metrics import ServingMetrics
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.adapters.pool import check_image
@@ -134,7 +134,10 @@ class ServingState:
         return key
 
 
-def make_handler(state: ServingState) -> type[JsonRequestHandler]:
+def make_handler(state: ServingState, feedback_token: str | None = None) -> type[JsonRequestHandler]:
+    """/predict for anyone the network lets in; /feedback (which writes to the review inbox) only
+    with the bearer token, when one is configured (the chart configures one)."""
+
     class Handler(JsonRequestHandler):
         def _body(self) -> bytes | None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -160,6 +163,11 @@ def make_handler(state: ServingState) -> type[JsonRequestHandler]:
             if url.path not in ("/predict", "/feedback"):
                 self.reply(404, {"error": "not found"})
                 return
+            if url.path == "/feedback" and feedback_token is not None:
+                offered = self.headers.get("Authorization", "")
+                if not hmac.compare_digest(offered.encode(), f"Bearer {feedback_token}".encode()):
+                    self.reply(401, {"error": "missing or wrong bearer token"})
+                    return
             data = self._body()
             if data is None:
                 return
@@ -223,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     weights, baseline = load_model(store, uri, digest, workdir)
     publish_baseline(metrics, pool, version, baseline)
     state = ServingState(pool, version, Predictor(weights, args.imgsz, args.confidence), store, metrics)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(state))
+    feedback_token = os.environ.get("BALLAST_FEEDBACK_TOKEN") or None
+    server = BoundedHTTPServer((args.host, args.port), make_handler(state, feedback_token))
     print(f"serving {version} ({digest[:19]}...) on http://{args.host}:{args.port}", flush=True)
     server.serve_forever()
     return 0

@@ -131,7 +131,7 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
         epochs=metrics,
         seconds=round((datetime.now(UTC) - started_at).total_seconds(), 3),
     )
-    context.put_json(files.train_result, result)
+    context.report_result(files.train_result, result)
     overhead = result.seconds - context.timings.get("train", 0.0)
     log(
         f"{plan.new_version} written ({model_digest[:19]}...); total {result.seconds:.1f} s, "

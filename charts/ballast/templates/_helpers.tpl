@@ -22,3 +22,25 @@ app.kubernetes.io/component: operator
 {{- .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/* NetworkPolicy egress rules: DNS, and TCP to the given CIDRs (any address when none) on the given ports. */}}
+{{- define "ballast.dnsEgress" -}}
+- to:
+    - namespaceSelector: {}
+      podSelector: {matchLabels: {k8s-app: kube-dns}}
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+{{- end }}
+{{- define "ballast.storeEgress" -}}
+- {{- if .cidrs }}
+  to:
+    {{- range .cidrs }}
+    - ipBlock: {cidr: {{ . | quote }}}
+    {{- end }}
+  {{- end }}
+  ports:
+    {{- range .ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}

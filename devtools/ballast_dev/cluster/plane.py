@@ -190,6 +190,41 @@ def _kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: 
     path.chmod(0o600)
 
 
+def user_kubeconfig(info: ClusterInfo, user: str, groups: tuple[str, ...] = ()) -> Path:
+    """A kubeconfig for a person of the local cluster, authenticated by a client certificate from
+    its CA (CN = user, O = groups): a real identity for RBAC and admission, not impersonation."""
+    state = Path(info.state_dir)
+    certs = state / "pki"
+    name = "user-" + "".join(ch if ch.isalnum() else "-" for ch in user)
+    cert, key = pki.CertificateAuthority(certs).issue(name, user, groups=groups)
+    path = state / "users" / f"{name}.kubeconfig"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _kubeconfig(path, info.apiserver_url, certs / "ca.crt", cert, key, user)
+    return path
+
+
+def token_kubeconfig(info: ClusterInfo, name: str, token: str) -> Path:
+    """A kubeconfig that authenticates with a bearer token (a ServiceAccount's, from TokenRequest)."""
+    state = Path(info.state_dir)
+    path = state / "users" / f"{name}.kubeconfig"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    server = {"server": info.apiserver_url, "certificate-authority": str(state / "pki" / "ca.crt")}
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "ballast", "cluster": server}],
+                "users": [{"name": name, "user": {"token": token}}],
+                "contexts": [{"name": "ballast", "context": {"cluster": "ballast", "user": name}}],
+                "current-context": "ballast",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
 def up(
     state_dir: Path | None = None,
     *,

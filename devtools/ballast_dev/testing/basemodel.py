@@ -13,18 +13,18 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
-from ballast.api.contracts import RunPlan, canonical_json
+from ballast.api.contracts import RunPlan
 from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
 from ballast_dev.cluster import plane
 from ballast_dev.synth import CLASSES
 from ballast_dev.testing.datasets import TEST_MANIFEST, write_anchor
+from ballast_dev.testing.trainer import put_plan, trainer_argv
 
 
 def main() -> None:
@@ -60,11 +60,10 @@ def main() -> None:
                 gates=GateThresholds(),
             )
             files = layout.RunArtifacts(plan.run, plan.run_uid)
-            store.put(files.plan, canonical_json(plan))
+            planned = put_plan(store, plan)
             env = dict(os.environ, **info.env())
             started = time.monotonic()
-            trainer = Path(sys.executable).parent / "ballast-trainer"
-            subprocess.run([str(trainer), "rebase", "--plan", store.uri(files.plan)], env=env, check=True)
+            subprocess.run(trainer_argv("rebase", planned), env=env, check=True)
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "model.pt").write_bytes(store.get(files.model))
             (args.out / "lineage.json").write_bytes(store.get(files.lineage))

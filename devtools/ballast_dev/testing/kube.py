@@ -73,3 +73,17 @@ def run_files(api: client.ApiClient, namespace: str, run: str):  # type: ignore[
         "ballast.dev", "v1alpha1", namespace, "finetuneruns", run
     )
     return layout.RunArtifacts(run, body["metadata"]["uid"])
+
+
+def apply_manifests(kubeconfig: str, text: str) -> None:
+    """`kubectl apply` of YAML documents, as a platform team would (server-side validation)."""
+    import subprocess
+
+    from ballast_dev.cluster import build
+
+    subprocess.run(
+        [str(build.binary("kubectl")), "--kubeconfig", kubeconfig, "apply", "-f", "-"],
+        input=text.encode(),
+        check=True,
+        capture_output=True,
+    )

@@ -18,8 +18,10 @@ class OperatorProcess:
         http_port: int | None = None,
         webhook_token: str | None = None,
         extra_args: list[str] | None = None,
+        pod_namespace: str | None = None,
     ) -> None:
         self.extra_args = extra_args or []
+        self.pod_namespace = pod_namespace or namespace  # where the operator "runs" (its own namespace)
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log = log
@@ -29,7 +31,7 @@ class OperatorProcess:
 
     def start(self) -> OperatorProcess:
         ballast = str(Path(sys.executable).parent / "ballast")
-        env = dict(os.environ, KUBECONFIG=self.kubeconfig, POD_NAMESPACE=self.namespace)
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig, POD_NAMESPACE=self.pod_namespace)
         if self.webhook_token:
             env["BALLAST_WEBHOOK_TOKEN"] = self.webhook_token
         http = ["--http-port", str(self.http_port), "--http-host", "127.0.0.1"] if self.http_port else []

@@ -16,14 +16,13 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
-from http.server import ThreadingHTTPServer
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import ValidationError
 
-from ballast.adapters.jsonhttp import JsonRequestHandler
+from ballast.adapters.jsonhttp import BoundedHTTPServer, JsonRequestHandler
 from ballast.adapters.kube import Clients, get_custom, post_event
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.api.alerts import AlertmanagerPayload
@@ -120,8 +119,8 @@ def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, nam
 
 def serve(
     kube: Clients, metrics: OperatorMetrics, token: str | None, namespace: str, host: str, port: int
-) -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((host, port), make_handler(kube, metrics, token, namespace))
+) -> BoundedHTTPServer:
+    server = BoundedHTTPServer((host, port), make_handler(kube, metrics, token, namespace))
     threading.Thread(target=server.serve_forever, name="ballast-http", daemon=True).start()
     log.info("metrics and alert webhook on http://%s:%s", host, server.server_address[1])
     return server

@@ -1,14 +1,22 @@
-"""A small JSON-over-HTTP request handler shared by the operator's endpoint and `ballast-trainer serve`."""
+"""A small JSON-over-HTTP server shared by the operator's endpoint and `ballast-trainer serve`,
+hardened for hostile clients: every socket read times out, and at most `workers` connections are
+served at once (more wait in the listen backlog instead of each taking a thread)."""
 
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+READ_TIMEOUT_SECONDS = 10.0
+WORKERS = 16
 
 
 class JsonRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # A client that sends nothing for this long (a stalled or deliberately slow one) is dropped.
+    timeout = READ_TIMEOUT_SECONDS
 
     def log_message(self, format: str, *args: Any) -> None:  # one line per request is noise here
         return
@@ -20,3 +28,27 @@ class JsonRequestHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+
+class BoundedHTTPServer(ThreadingHTTPServer):
+    """A thread per connection, but never more than `workers` at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], workers: int = WORKERS) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(workers)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()  # the accept loop waits here while every slot is busy
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()

@@ -16,9 +16,11 @@ from kubernetes.client.exceptions import ApiException
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
+from ballast.api.contracts import TerminationReport
 from ballast.api.modelrelease import ANNOTATION_MODEL
 from ballast.policy.conditions import Event
 from ballast.policy.finetunerun import JobState, JobView
+from ballast.policy.manifests import LABEL_RELEASE, job_differences, pod_differences
 from ballast.policy.modelrelease import DeploymentView
 
 
@@ -29,6 +31,8 @@ class Clients:
     batch: client.BatchV1Api
     apps: client.AppsV1Api
     custom: client.CustomObjectsApi
+    authorization: client.AuthorizationV1Api
+    authentication: client.AuthenticationV1Api
 
 
 class Conflict(RuntimeError):
@@ -55,8 +59,53 @@ def connect(kubeconfig: str | None = None) -> Clients:
         config.load_kube_config(kubeconfig, client_configuration=configuration)
     api = client.ApiClient(configuration)
     return Clients(
-        api, client.CoreV1Api(api), client.BatchV1Api(api), client.AppsV1Api(api), client.CustomObjectsApi(api)
+        api,
+        client.CoreV1Api(api),
+        client.BatchV1Api(api),
+        client.AppsV1Api(api),
+        client.CustomObjectsApi(api),
+        client.AuthorizationV1Api(api),
+        client.AuthenticationV1Api(api),
     )
+
+
+# ---- identity and permissions --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Identity:
+    username: str
+    groups: list[str]
+
+
+def whoami(clients: Clients) -> Identity:
+    """The authenticated caller, as the apiserver sees them (a SelfSubjectReview)."""
+    review = clients.authentication.create_self_subject_review(
+        {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    )
+    info = review.status.user_info
+    return Identity(username=info.username, groups=list(info.groups or []))
+
+
+def may(clients: Clients, namespace: str, user: str, groups: list[str], verb: str, plural: str, name: str) -> bool:
+    """May `user` (in `groups`) do `verb` on one of our resources? A LocalSubjectAccessReview."""
+    review = clients.authorization.create_namespaced_local_subject_access_review(
+        namespace,
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "LocalSubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": verb,
+                    "group": GROUP,
+                    "resource": plural,
+                    "name": name,
+                },
+            },
+        },
+    )
+    return bool(review.status.allowed)
 
 
 class StoreCredentialsMissing(RuntimeError):
@@ -155,23 +204,49 @@ def create_job(clients: Clients, namespace: str, job: dict[str, Any]) -> bool:
     return created
 
 
-def read_job(clients: Clients, namespace: str, name: str) -> JobView:
+def read_job(clients: Clients, namespace: str, expected: dict[str, Any]) -> JobView:
+    """The state of the Job named as `expected` (the Job the operator builds), whether it is that
+    Job, and, once it succeeded, what its pod reported as its result."""
     try:
-        job = clients.batch.read_namespaced_job(name, namespace)
+        job = clients.batch.read_namespaced_job(expected["metadata"]["name"], namespace)
     except ApiException as error:
         if error.status == 404:
             return JobView(JobState.MISSING)
         raise
+    foreign = job_differences(clients.api.sanitize_for_serialization(job), expected)
     for condition in job.status.conditions or []:
         if condition.status != "True":
             continue
         if condition.type == "Complete":
-            return JobView(JobState.SUCCEEDED)
+            return JobView(JobState.SUCCEEDED, foreign=foreign, reported=_reported(clients, namespace, job, expected))
         if condition.type == "Failed":
-            return JobView(JobState.FAILED, condition.reason or "Failed")
-    if job.status.succeeded and not job.status.active:
-        return JobView(JobState.SUCCEEDED)
-    return JobView(JobState.ACTIVE)
+            return JobView(JobState.FAILED, condition.reason or "Failed", foreign=foreign)
+    return JobView(JobState.ACTIVE, foreign=foreign)
+
+
+def _reported(clients: Clients, namespace: str, job: Any, expected: dict[str, Any]) -> TerminationReport | None:
+    """The result digest in the termination message of the Job's succeeded pod: one the Job
+    controls and that runs the operator's container (only the kubelet writes pod status)."""
+    pods = clients.core.list_namespaced_pod(
+        namespace, label_selector=f"batch.kubernetes.io/controller-uid={job.metadata.uid}"
+    )
+    for pod in pods.items:
+        owners = [r.uid for r in pod.metadata.owner_references or [] if r.controller]
+        raw = clients.api.sanitize_for_serialization(pod)
+        if (
+            pod.status.phase != "Succeeded"
+            or owners != [job.metadata.uid]
+            or pod_differences(raw, expected["spec"]["template"])
+        ):
+            continue
+        for status in pod.status.container_statuses or []:
+            terminated = status.state.terminated if status.state else None
+            if status.name == "trainer" and terminated is not None and terminated.exit_code == 0 and terminated.message:
+                try:
+                    return TerminationReport.model_validate_json(terminated.message)
+                except ValueError:
+                    return None
+    return None
 
 
 def pod_failure(clients: Clients, namespace: str, job: str) -> str:
@@ -200,6 +275,7 @@ def read_deployment(clients: Clients, namespace: str, name: str) -> DeploymentVi
     annotations = deployment.spec.template.metadata.annotations or {}
     return DeploymentView(
         name=name,
+        release=(deployment.metadata.labels or {}).get(LABEL_RELEASE),
         containers=tuple(c.name for c in deployment.spec.template.spec.containers),
         serving=annotations.get(ANNOTATION_MODEL),
         rollout=state,  # type: ignore[arg-type]

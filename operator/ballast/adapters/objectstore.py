@@ -20,7 +20,7 @@ from typing import TypeVar
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
-from minio.error import S3Error
+from minio.error import InvalidResponseError, S3Error, ServerError
 
 from ballast.api import layout
 from ballast.api.contracts import digest_bytes
@@ -52,6 +52,27 @@ class DigestMismatch(RuntimeError):
 
 class StoreUnavailable(ConnectionError):
     """The object store did not answer (within the store's patience); nothing was written."""
+
+
+class StoreRefused(RuntimeError):
+    """The store answered with an error (AccessDenied, NoSuchBucket, or no S3 answer at all). Only
+    the S3 error code is kept: the endpoint is user input, and its response body never reaches a
+    status, an event or a log line."""
+
+    def __init__(self, endpoint: str, code: str) -> None:
+        super().__init__(f"object store {endpoint} refused the request: {code}")
+        self.code = code
+
+
+def _refusal(endpoint: str, error: Exception) -> StoreRefused:
+    if isinstance(error, S3Error):
+        return StoreRefused(endpoint, str(error.code))
+    status = getattr(error, "_code", None) or getattr(error, "status", None)
+    return StoreRefused(endpoint, f"not an S3 answer (HTTP {status})" if status else "not an S3 answer")
+
+
+# What a reconcile reports in status and retries: the store is down, or it said no.
+STORE_PROBLEMS: tuple[type[Exception], ...] = (StoreUnavailable, StoreRefused)
 
 
 class UnsafeKey(ValueError):
@@ -119,6 +140,8 @@ class ObjectStore:
         while True:
             try:
                 return operation()
+            except (S3Error, InvalidResponseError, ServerError) as error:
+                raise _refusal(self.endpoint, error) from None
             except TRANSIENT_ERRORS as error:
                 left = deadline - time.monotonic()
                 reason = type(error).__name__
@@ -189,7 +212,7 @@ class ObjectStore:
         key = self.key(relative)
         try:
             self._call(lambda: self.client.stat_object(self.bucket, key))
-        except S3Error as error:
+        except StoreRefused as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
                 return False
             raise
@@ -213,6 +236,8 @@ class ObjectStore:
         try:
             for item in listing:
                 yield item.object_name[strip:]
+        except (S3Error, InvalidResponseError, ServerError) as error:
+            raise _refusal(self.endpoint, error) from None
         except TRANSIENT_ERRORS as error:  # a listing is streamed page by page: not retried
             raise StoreUnavailable(f"object store {self.endpoint} unreachable ({type(error).__name__})") from error
 

@@ -26,11 +26,15 @@ from ballast.api.samples import SampleError, SampleRef, parse_labels, parse_mani
 
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 MIN_IMAGE_SIDE = 10
+# Pixels an image may have, checked from its header before anything is decoded: a small file that
+# claims to be 50,000 x 50,000 (a pixel bomb) is refused without allocating its bitmap.
+MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "WEBP": "webp"}
 
 
 def check_image(data: bytes, source: str = "image") -> str:
-    """Decode the whole image; return its file extension or raise SampleError saying why not."""
+    """Decode the whole image (once its header says it is not too large); return its file extension
+    or raise SampleError saying why not."""
     if not data:
         raise SampleError(f"{source}: empty file")
     if len(data) > MAX_IMAGE_BYTES:
@@ -38,10 +42,14 @@ def check_image(data: bytes, source: str = "image") -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
+            with Image.open(io.BytesIO(data)) as image:  # reads the header only
                 kind = image.format
-                image.load()  # a truncated file fails here, not at open()
                 width, height = image.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise SampleError(f"{source}: {width}x{height} is over the {MAX_IMAGE_PIXELS} pixel limit")
+                image.load()  # a truncated file fails here, not at open()
+    except SampleError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
         raise SampleError(f"{source}: not a decodable image ({error})") from None
     if kind not in IMAGE_FORMATS:

@@ -113,11 +113,20 @@ class Condition(StatusModel):
 
 
 class Approval(Model):
-    """A person's sign-off on a Review verdict."""
+    """A person's sign-off on a Review verdict, in their own authenticated name.
 
-    by: str = Field(min_length=1, max_length=253, description="Who approved.")
+    The admission policy shipped with Ballast refuses an approval that is set at creation, set
+    while the verdict is not Review, names anyone but the requesting user, comes from a user
+    without the `approve` verb on finetuneruns, or covers another model than the run's.
+    """
+
+    by: str = Field(min_length=1, max_length=253, description="The approver's username (request.userInfo.username).")
+    groups: list[str] = Field(
+        default_factory=list, max_length=64, description="The approver's groups (checked again before a release)."
+    )
     at: datetime = Field(description="When the approval was given (RFC 3339).")
     reason: str = Field(min_length=1, max_length=1024, description="Why the Review verdict is acceptable.")
+    model_digest: Digest = Field(description="Digest of the model the approval covers (status.model.digest).")
 
 
 Verdict = Literal["Pass", "Review", "Reject"]

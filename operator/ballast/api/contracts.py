@@ -51,6 +51,26 @@ class SampleRecord(Model):
     boxes: int = Field(ge=0)
 
 
+class BaseEvaluation(Model):
+    """A base model's Gate 1 figures on a test set, as a verified gate Job measured them. The pool
+    keeps them in its status (which only the operator writes) and hands them to later plans, so
+    no bucket writer can change the figure a candidate is compared with."""
+
+    base_digest: Digest
+    test_manifest_digest: Digest
+    imgsz: int
+    map50: float
+    per_class_ap50: dict[str, float] = Field(default_factory=dict)
+
+
+class TerminationReport(Model):
+    """What a trainer stage writes to its container's termination message: the key and digest of
+    the result document it wrote. The operator reads a result only when its bytes match."""
+
+    document: str
+    digest: Digest
+
+
 class RunPlan(Model):
     """A run's `plan.json`: everything the training Job needs, frozen."""
 
@@ -69,6 +89,12 @@ class RunPlan(Model):
     new_samples: list[SampleRef] = Field(description="The pool snapshot: every verified sample.")
     old_samples: list[SampleRef] = Field(description="Anchor samples drawn for this run (all of them for a rebase).")
     test_manifest: str
+    test_manifest_digest: Digest | None = Field(
+        None, description="The test manifest as the operator read it; the gate refuses any other."
+    )
+    base_evaluation: BaseEvaluation | None = Field(
+        None, description="The base's Gate 1 figures on this test set, when a verified gate measured them before."
+    )
     mixing_rule: str
     training: TrainingParams
     rebase: RebaseParams
@@ -98,7 +124,7 @@ class Lineage(Model):
     base_digest: Digest | None = Field(
         None, description="Digest of the weights training started from; absent for a base trained from scratch."
     )
-    plan_digest: Digest
+    plan_digest: Digest | None = Field(None, description="The plan it was trained from; absent for an imported base.")
     params: dict[str, str | int | float | bool | None] = Field(description="The train() arguments actually used.")
     seed: int
     libraries: dict[str, str]
@@ -140,6 +166,7 @@ class GateReport(Model):
     candidate: ModelRef
     base: BaseModelRef
     base_map50: float
+    base_measured: bool = Field(True, description="False when the base figure came from the plan (not re-measured).")
     candidate_map50: float
     map50_drop: float
     drop_unit: Literal["points", "percent"]
@@ -147,6 +174,6 @@ class GateReport(Model):
     base_detection_rate: float | None = Field(None, description="The base model's rate on the same samples.")
     per_class_detection: list[ClassResult]
     per_class_ab: list[ClassResult] = Field(default_factory=list)
-    gates: list[GateResult]
-    verdict: Verdict
+    gates: list[GateResult] = Field(description="The trainer's own reading, for its log; the operator ignores it.")
+    verdict: Verdict = Field(description="The trainer's own reading; the run's verdict is recomputed by the operator.")
     seconds: float = 0.0

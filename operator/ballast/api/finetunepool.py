@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field
 
 from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStoreSpec, StatusModel
+from ballast.api.contracts import BaseEvaluation
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTunePool"
@@ -82,6 +83,9 @@ class FineTunePoolStatus(StatusModel):
     pending_alert: str | None = Field(None, description="An alert waiting for the trigger policy to allow a run.")
     pending_alert_time: datetime | None = None
     last_alert_action_time: datetime | None = Field(None, description="When an alert last started a run (cooldown).")
+    base_evaluations: list[BaseEvaluation] = Field(
+        default_factory=list, description="Gate 1 figures of the pool's bases, measured by verified gate Jobs."
+    )
     conditions: list[Condition] = Field(default_factory=list)
 
 

@@ -18,6 +18,7 @@ from ballast.api.common import (
     StatusModel,
     Verdict,
 )
+from ballast.api.contracts import BaseEvaluation
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTuneRun"
@@ -50,10 +51,14 @@ class FineTuneRunSpec(Model):
         None, description="Frozen sample set; when absent the operator freezes the pool at planning time."
     )
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="Seed for the anchor draw and training.")
-    training: TrainingParams = Field(default_factory=TrainingParams)
-    mixing: Mixing = Field(default_factory=Mixing)
-    gates: GateThresholds = Field(default_factory=GateThresholds)
-    rebase: RebaseParams = Field(default_factory=RebaseParams)
+    training: TrainingParams | None = Field(None, description="The recipe; absent: the pool's.")
+    mixing: Mixing | None = Field(
+        None, description="The mix; absent: the pool's. A run may not draw fewer old samples than the pool would."
+    )
+    gates: GateThresholds | None = Field(
+        None, description="How the run is judged; absent: the pool's. A run may not ask for looser gates."
+    )
+    rebase: RebaseParams | None = Field(None, description="Base-training parameters; absent: the pool's.")
     approval: Approval | None = Field(
         None, description="Human sign-off of a Review verdict (`ballast runs approve`); the only mutable field."
     )
@@ -71,6 +76,7 @@ class PlanSummary(StatusModel):
 class JobNames(StatusModel):
     train: str | None = None
     gate: str | None = None
+    image: str | None = Field(None, description="The trainer image the run's Jobs run (the operator's setting then).")
 
 
 class ClassGateRow(StatusModel):
@@ -91,6 +97,9 @@ class GateEvidence(StatusModel):
     gate3: Verdict | None = None
     worst_classes: list[ClassGateRow] = Field(default_factory=list, description="The classes that moved most.")
     report_uri: str | None = None
+    base_evaluation: BaseEvaluation | None = Field(
+        None, description="The base's figures this run's gate measured (the pool keeps them for later runs)."
+    )
 
 
 class FineTuneRunStatus(StatusModel):

@@ -41,7 +41,9 @@ class ReleaseRecord(StatusModel):
     verdict: Verdict | None = None
     approved_by: str | None = None
     released_at: datetime
-    released_by: str | None = Field(None, description="The identity that last changed the release's spec.")
+    released_by: str | None = Field(
+        None, description="The field manager (tool) that last changed the release's spec; chosen by the client."
+    )
     evidence: str | None = Field(None, description="Gate report URI of the run that produced the model.")
 
 

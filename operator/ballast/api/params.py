@@ -80,14 +80,15 @@ class Resources(Model):
 
 
 class TrainingParams(Model):
-    """Fine-tuning recipe (seed section 3) and the Job it runs in.
+    """Fine-tuning recipe (seed section 3) and the Job it runs in. The trainer image is not here:
+    it is the operator's setting (`--trainer-image`, chart value `trainer.image`), so no resource
+    chooses the code that judges it.
 
     `freeze` is passed to Ultralytics as given: it freezes modules 0..freeze-1. On yolo11 the
     backbone ends at module 10 (C2PSA), so `freeze: 10` leaves that last backbone block trainable;
     use 11 to freeze the whole yolo11 backbone.
     """
 
-    image: str = Field("ghcr.io/ballast-dev/trainer:0.1.0", description="Trainer image for the Jobs.")
     epochs: int = Field(10, ge=1, le=1000, description="Fine-tune epochs; few are enough and prevent overfitting.")
     lr0: float = Field(0.001, gt=0, le=1, description="Initial learning rate; 1/10 of base training.")
     lrf: float = Field(0.01, gt=0, le=1, description="Final learning rate as a fraction of lr0.")

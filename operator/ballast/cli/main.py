@@ -5,6 +5,7 @@
     ballast runs approve RUN ...         approve a Review verdict
     ballast release rollback RELEASE     go back to an earlier released model
     ballast status                       pools, runs and releases at a glance
+    ballast models import-base POOL ...  bring your own base weights (checked, with lineage)
 
 The development tools (local cluster, demo) are `ballast-dev`; the trainer and `serve` are
 `ballast-trainer`, in the trainer image.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ballast.cli import operator, people
+from ballast.cli import models, operator, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -23,6 +24,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     operator.register(commands)
     people.register(commands)
+    models.register(commands)
     return root
 
 

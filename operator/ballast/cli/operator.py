@@ -1,5 +1,8 @@
 """`ballast operator`: run the reconcilers (out of cluster with a kubeconfig, or in a pod).
 
+The trainer image (`--trainer-image` / BALLAST_TRAINER_IMAGE, the chart's `trainer.image`, pinned by
+digest in production) is the only code the training and gate Jobs run: no resource chooses it.
+
 Timing (each also from the environment, as the chart sets it):
   --workers / BALLAST_WORKERS                       reconciles in parallel (default 4)
   --pool-resync-seconds / BALLAST_POOL_RESYNC_SECONDS  re-list each pool's object store this often, for
@@ -43,6 +46,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     run.add_argument("--http-host", default="0.0.0.0")
     defaults = Settings()
+    run.add_argument("--trainer-image", default=os.environ.get("BALLAST_TRAINER_IMAGE", defaults.trainer_image))
     run.add_argument("--workers", type=int, default=int(_env("BALLAST_WORKERS", defaults.workers)))
     run.add_argument(
         "--pool-resync-seconds", type=float, default=_env("BALLAST_POOL_RESYNC_SECONDS", defaults.pool_resync_seconds)
@@ -67,6 +71,7 @@ def _run(args: argparse.Namespace) -> int:
         http_port=args.http_port,
         http_host=args.http_host,
         settings=Settings(
+            trainer_image=args.trainer_image,
             workers=args.workers,
             pool_resync_seconds=args.pool_resync_seconds,
             store_retry_seconds=args.store_retry_seconds,

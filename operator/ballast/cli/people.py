@@ -2,7 +2,7 @@
 
     ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID]
     ballast samples import POOL DIR --reviewed-by NAME [--format yolo|label-studio|cvat]
-    ballast runs approve RUN --by NAME --reason TEXT
+    ballast runs approve RUN --reason TEXT        (in your own authenticated name)
     ballast release rollback RELEASE [--to VERSION]
     ballast status
 
@@ -50,10 +50,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     importer.set_defaults(handler=_samples_import)
 
     runs = commands.add_parser("runs", help="FineTuneRuns").add_subparsers(dest="verb", required=True)
-    approve = runs.add_parser("approve", help="approve a run whose verdict is Review")
+    approve = runs.add_parser(
+        "approve",
+        help="approve a run whose verdict is Review, in your own name (needs the `approve` verb on finetuneruns)",
+    )
     approve.add_argument("run")
-    approve.add_argument("--by", required=True)
-    approve.add_argument("--reason", required=True)
+    approve.add_argument("--reason", required=True, help="why the Review verdict is acceptable")
     approve.set_defaults(handler=_runs_approve)
 
     release = commands.add_parser("release", help="ModelReleases").add_subparsers(dest="verb", required=True)
@@ -221,22 +223,44 @@ def _samples_import(args: argparse.Namespace) -> int:
 
 
 def _runs_approve(args: argparse.Namespace) -> int:
-    from ballast.adapters.kube import get_custom, patch_custom
+    """Approve in the caller's own name: who they are comes from the apiserver (a
+    SelfSubjectReview), and the admission policy refuses any other name, any user without the
+    `approve` verb, and any run whose verdict is not Review."""
+    from ballast.adapters.kube import ApiException, get_custom, patch_custom, whoami
 
     kube = _kube()
     namespace = _namespace(args)
     run = get_custom(kube, namespace, "finetuneruns", args.run)
     if run is None:
         raise SystemExit(f"error: FineTuneRun {args.run} not found in namespace {namespace}")
-    verdict = run.get("status", {}).get("verdict")
-    if verdict != "Review":
-        raise SystemExit(
-            f"error: run {args.run} has verdict {verdict or 'none yet'}; only Review verdicts are approved"
-        )
-    approval = Approval(by=args.by, at=datetime.now(UTC).replace(microsecond=0), reason=args.reason)
-    patch_custom(kube, namespace, "finetuneruns", args.run, {"spec": {"approval": approval.to_wire()}})
-    print(f"approved {args.run} ({run['status'].get('model', {}).get('version')}) by {args.by}")
+    status = run.get("status", {})
+    verdict = status.get("verdict") or "none yet"
+    if verdict != "Review" or not status.get("model"):
+        raise SystemExit(f"error: run {args.run} has verdict {verdict}; only a Review verdict is approved")
+    me = whoami(kube)
+    approval = Approval(
+        by=me.username,
+        groups=me.groups,
+        at=datetime.now(UTC).replace(microsecond=0),
+        reason=args.reason,
+        model_digest=status["model"]["digest"],
+    )
+    try:
+        patch_custom(kube, namespace, "finetuneruns", args.run, {"spec": {"approval": approval.to_wire()}})
+    except ApiException as error:
+        message = _api_message(error)
+        raise SystemExit(f"refused: the apiserver did not accept the approval: {message}") from None
+    print(f"approved {args.run} ({status['model'].get('version')}) as {me.username}")
     return 0
+
+
+def _api_message(error: Exception) -> str:
+    """The apiserver's own refusal (a Status message), not a traceback."""
+    body = getattr(error, "body", None)
+    try:
+        return str(json.loads(body)["message"]) if body else str(error)
+    except (ValueError, KeyError, TypeError):
+        return str(error)
 
 
 def _release_rollback(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from typing import Any
 from ballast.adapters import kube
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.api.common import StatusModel
+from ballast.api.conditions import RunCondition
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from ballast.handlers.runtime import Controller, Key
 from ballast.policy.conditions import Event
@@ -26,6 +27,7 @@ KINDS = {POOLS: "FineTunePool", RUNS: "FineTuneRun", RELEASES: "ModelRelease"}
 class Settings:
     """The operator's timing, from flags or the chart's values (defaults documented in the README)."""
 
+    trainer_image: str = "ghcr.io/ballast-dev/trainer:0.1.0"  # the code every training and gate Job runs
     workers: int = 4
     pool_resync_seconds: float = 300.0  # re-list each pool's store this often (samples written by other tools)
     store_retry_seconds: float = 5.0  # an unreachable object store is tried again this soon
@@ -68,15 +70,21 @@ def status_changes(old: dict[str, Any], new: StatusModel) -> dict[str, Any]:
     return changes
 
 
-def write_status(ctx: Context, key: Key, body: dict[str, Any], new: StatusModel) -> dict[str, Any]:
-    """Patch the fields that changed, onto the version that was read (kube.Conflict otherwise);
-    the cache takes the answer at once, so the next reconcile sees its own write."""
+def write_status(ctx: Context, key: Key, body: dict[str, Any], new: StatusModel, acted: bool = False) -> dict[str, Any]:
+    """Patch the fields that changed; the cache takes the answer at once, so the next reconcile
+    sees its own write.
+
+    A decision that only reports (`acted` False) is written onto the version it was read from: if
+    the object changed meanwhile (the webhook recorded an alert), the apiserver refuses it
+    (kube.Conflict) and the reconcile runs again on the new version. Once an action was taken (a
+    run created, a Deployment patched), what it changed must be recorded whatever else changed:
+    those fields are merged onto the current version instead.
+    """
     changes = status_changes(dict(body.get("status") or {}), new)
     if not changes:
         return body
-    updated = kube.patch_status(
-        ctx.clients, key.namespace, key.kind, key.name, changes, body["metadata"].get("resourceVersion")
-    )
+    version = None if acted else body["metadata"].get("resourceVersion")
+    updated = kube.patch_status(ctx.clients, key.namespace, key.kind, key.name, changes, version)
     ctx.controller.cache.put(key, updated)
     return updated
 
@@ -92,18 +100,21 @@ def run_summary(body: dict[str, Any]) -> RunSummary:
     status = FineTuneRunStatus.model_validate(body.get("status") or {})
     snapshot = status.snapshot or spec.snapshot
     name = body["metadata"]["name"]
+    # A Review counts as approved only once the operator verified the approval (its own condition).
+    verified = any(c.type == RunCondition.APPROVED and c.status == "True" for c in status.conditions)
     return RunSummary(
         name=name,
         number=run_number(spec.pool, name),
         kind=spec.kind,
         phase=status.phase,
         verdict=status.verdict,
-        approval=spec.approval,
+        approved_by=spec.approval.by if spec.approval and verified and status.verdict == "Review" else None,
         sample_count=snapshot.sample_count if snapshot else 0,
         model=status.model,
         base_version=spec.base_model.version,
         created=created_at(body),
         report_uri=status.gates.report_uri,
+        base_evaluation=status.gates.base_evaluation,
     )
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from ballast.adapters import kube
 from ballast.adapters import pool as samples
 from ballast.adapters.models import publish_model
-from ballast.adapters.objectstore import ObjectStore, StoreUnavailable
+from ballast.adapters.objectstore import ObjectStore, StoreRefused, StoreUnavailable
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec
 from ballast.handlers.common import RUNS, Context, now, pool_runs, post, write_status
@@ -76,6 +76,10 @@ def start_run(
         rebase=spec.rebase,
     )
     run = build_run(name=start.name, pool=key.name, pool_uid=body["metadata"]["uid"], spec=run_spec)
+    # The pool's status first (the run it starts, the alert it consumes), then the run: whoever sees
+    # the run sees why it exists. (A crash in between leaves that run number unused; the next
+    # reconcile starts the next number.)
+    write_status(ctx, key, body, action.status, acted=True)
     existing, created = kube.create_custom(ctx.clients, key.namespace, RUNS, run)
     # Cached at once: the next reconcile must see this run even before its watch event arrives.
     ctx.controller.cache.put(Key(RUNS, key.namespace, start.name), dict(existing))
@@ -108,13 +112,15 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
         store = kube.object_store(ctx.clients, key.namespace, spec.object_store)
         action = decide_pool(observe(ctx, key, body, spec, store))
         events = ACT[action.step](ctx, key, body, action, store)
-    except (StoreUnavailable, kube.StoreCredentialsMissing) as error:
+    except (StoreUnavailable, StoreRefused, kube.StoreCredentialsMissing) as error:
         retry = ctx.settings.store_retry_seconds
         write_status(
             ctx, key, body, store_unreachable(status, f"{error}; retrying every {retry:.0f} s", now(), generation)
         )
         return Outcome(requeue_after=retry)
-    updated = write_status(ctx, key, body, action.status)
+    acted = action.step is not PoolStep.UPDATE_STATUS
+    # After an action, against the latest version (starting a run already wrote its status).
+    updated = write_status(ctx, key, (ctx.body(key) or body) if acted else body, action.status, acted=acted)
     post(ctx, updated, events)
     record_metrics(ctx, key, action.status)
     if action.step is not PoolStep.UPDATE_STATUS:

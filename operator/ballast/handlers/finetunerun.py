@@ -4,7 +4,6 @@ under its deterministic name) and write status."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -13,17 +12,16 @@ from pydantic import ValidationError
 
 from ballast.adapters import kube
 from ballast.adapters import pool as samples
-from ballast.adapters.objectstore import ObjectStore, StoreUnavailable
+from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch, ObjectStore
 from ballast.api import layout
 from ballast.api.conditions import Reason
-from ballast.api.contracts import GateReport, StageError, TrainResult, canonical_json, digest_bytes
-from ballast.api.finetunepool import FineTunePoolSpec
+from ballast.api.contracts import GateReport, RunPlan, StageError, TrainResult, canonical_json, digest_bytes
+from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from ballast.api.samples import parse_manifest
-from ballast.handlers.common import POOLS, Context, created_at, now, pool_runs, post, write_status
+from ballast.handlers.common import POOLS, RUNS, Context, created_at, now, pool_runs, post, write_status
 from ballast.handlers.runtime import DONE, Key, Outcome
 from ballast.policy.finetunerun import (
-    NO_JOB,
     JobState,
     JobView,
     RunAction,
@@ -44,15 +42,73 @@ def artifacts(body: dict[str, Any]) -> layout.RunArtifacts:
 def _stage_detail(ctx: Context, store: ObjectStore, key: Key, files: layout.RunArtifacts, stage: Stage) -> str:
     """Why a stage failed: the trainer's own error document, else what the pod's exit says."""
     if store.exists(files.error(stage)):
-        return StageError.model_validate_json(store.get(files.error(stage))).message
+        return StageError.model_validate_json(store.get(files.error(stage))).message[:500]
     return kube.pod_failure(ctx.clients, key.namespace, job_name(key.name, stage))
 
 
-def _job(ctx: Context, key: Key, store: ObjectStore, files: layout.RunArtifacts, stage: Stage) -> JobView:
-    job = kube.read_job(ctx.clients, key.namespace, job_name(key.name, stage))
+def expected_job(
+    ctx: Context, body: dict[str, Any], plan: RunPlan, pool: FineTunePoolSpec, stage: Stage
+) -> dict[str, Any]:
+    """The Job this run's stage must be, built the same way every time from what the run records:
+    its plan (digest-checked), and the trainer image its first Job ran (an operator upgrade does
+    not disown Jobs already running)."""
+    status = FineTuneRunStatus.model_validate(body.get("status") or {})
+    assert status.plan is not None
+    return build_job(
+        run=body["metadata"]["name"],
+        run_uid=body["metadata"]["uid"],
+        pool=plan.pool,
+        stage=stage,
+        training=plan.training,
+        image=status.jobs.image or ctx.settings.trainer_image,
+        store=pool.object_store,
+        plan_uri=status.plan.uri,
+        plan_digest=status.plan.digest,
+    )
+
+
+def _job(
+    ctx: Context, key: Key, body: dict[str, Any], scope: tuple[FineTunePoolSpec, ObjectStore, RunPlan], stage: Stage
+) -> JobView:
+    pool, store, plan = scope
+    job = kube.read_job(ctx.clients, key.namespace, expected_job(ctx, body, plan, pool, stage))
     if job.state is JobState.FAILED:
-        return JobView(job.state, job.reason, _stage_detail(ctx, store, key, files, stage))
+        return replace(job, detail=_stage_detail(ctx, store, key, artifacts(body), stage))
     return job
+
+
+def _reported(store: ObjectStore, job: JobView, expected_key: str) -> tuple[bytes | None, str]:
+    """The result document a succeeded Job reported, read back; or why it cannot be trusted."""
+    report = job.reported
+    if report is None:
+        return None, "its pod reported no result digest in its termination message"
+    if report.document != expected_key:
+        return None, f"its pod reported {report.document}, not {expected_key}"
+    if not store.exists(expected_key):
+        return None, f"{expected_key} is missing"
+    data = store.get(expected_key)
+    if digest_bytes(data) != report.digest:
+        return (
+            None,
+            f"{expected_key} is not what the Job wrote (its digest differs from the reported {report.digest[:19]}...)",
+        )
+    return data, ""
+
+
+def _plan(store: ObjectStore, status: FineTuneRunStatus) -> RunPlan | None:
+    """The run's plan as the operator wrote it: its bytes must match the digest in status."""
+    if status.plan is None:
+        return None
+    return RunPlan.model_validate_json(store.get(store.relative(status.plan.uri), status.plan.digest))
+
+
+def _approval_authorized(ctx: Context, key: Key, spec: FineTuneRunSpec) -> bool | None:
+    """Ask the apiserver whether the approver may approve (admission asked too; this holds even
+    when the admission policy is missing or was changed)."""
+    approval = spec.approval
+    if approval is None:
+        return None
+    return kube.may(ctx.clients, key.namespace, approval.by, approval.groups, "approve", RUNS, key.name)
 
 
 def observe(
@@ -66,7 +122,8 @@ def observe(
         "status": status,
     }
     if status.phase in ("Succeeded", "Failed"):
-        return RunObservation(**base, pool_problem=None), None, None
+        authorized = _approval_authorized(ctx, key, spec) if status.verdict == "Review" else None
+        return RunObservation(**base, pool_problem=None, approval_authorized=authorized), None, None
     pool_body = ctx.body(Key(POOLS, key.namespace, spec.pool))
     if pool_body is None:
         problem = (Reason.POOL_NOT_FOUND, f"FineTunePool {spec.pool} not found in {key.namespace}")
@@ -78,19 +135,23 @@ def observe(
         problem = (Reason.POOL_UNUSABLE, f"pool {spec.pool}: {error}")
         return RunObservation(**base, pool_problem=problem), None, None
     files = artifacts(body)
-    train, gate, result, report = NO_JOB, NO_JOB, None, None
-    if status.plan is not None and status.model is None:
-        train = _job(ctx, key, store, files, training_stage(spec))
-        if train.state is JobState.SUCCEEDED and store.exists(files.train_result):
-            result = TrainResult.model_validate(json.loads(store.get(files.train_result)))
-    elif status.model is not None:
-        gate = _job(ctx, key, store, files, "gate")
-        if gate.state is JobState.SUCCEEDED and store.exists(files.gate_report):
-            report = GateReport.model_validate(json.loads(store.get(files.gate_report)))
-    observation = RunObservation(
-        **base, pool_problem=None, train=train, train_result=result, gate=gate, gate_report=report
-    )
-    return observation, store, pool
+    try:
+        plan = _plan(store, status)
+    except DigestMismatch:
+        problem = (Reason.RESULT_UNVERIFIED, "the plan in the store is not the one the operator wrote")
+        return RunObservation(**base, pool_problem=problem), None, None
+    fields: dict[str, Any] = {"pool_problem": None, "pool": pool, "plan": plan}
+    if plan is not None and status.model is None:
+        train = fields["train"] = _job(ctx, key, body, (pool, store, plan), training_stage(spec))
+        if train.state is JobState.SUCCEEDED and not train.foreign:
+            data, fields["result_problem"] = _reported(store, train, files.train_result)
+            fields["train_result"] = TrainResult.model_validate_json(data) if data else None
+    elif plan is not None and status.model is not None:
+        gate = fields["gate"] = _job(ctx, key, body, (pool, store, plan), "gate")
+        if gate.state is JobState.SUCCEEDED and not gate.foreign:
+            data, fields["result_problem"] = _reported(store, gate, files.gate_report)
+            fields["gate_report"] = GateReport.model_validate_json(data) if data else None
+    return RunObservation(**base, **fields), store, pool
 
 
 @dataclass(frozen=True)
@@ -116,6 +177,9 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
     obs, store, pool, files = scope.obs, scope.store, scope.pool, artifacts(scope.body)
     assert obs.snapshot is not None
     runs = pool_runs(scope.ctx, scope.key.namespace, obs.spec.pool)
+    pool_body = scope.ctx.body(Key(POOLS, scope.key.namespace, obs.spec.pool)) or {}
+    evaluations = FineTunePoolStatus.model_validate(pool_body.get("status") or {}).base_evaluations
+    test_manifest = store.get(pool.anchor.test_manifest)
     plan = build_plan(
         run=scope.key.name,
         uid=scope.body["metadata"]["uid"],
@@ -124,6 +188,8 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
         new=samples.read_snapshot(store, obs.spec.pool, obs.snapshot),
         anchor=parse_manifest(store.get(pool.anchor.train_manifest).decode(), pool.anchor.train_manifest),
         number=finetune_number(runs, obs.spec, scope.key.name, created_at(scope.body)),
+        test_manifest_digest=digest_bytes(test_manifest),
+        evaluations=evaluations,
     )
     raw = canonical_json(plan)
     store.put(files.plan, raw, "application/json")
@@ -131,19 +197,12 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
 
 
 def create_job(scope: Scope, action: RunAction) -> RunAction:
-    plan = scope.obs.status.plan
-    assert action.stage is not None and plan is not None
-    job = build_job(
-        run=scope.key.name,
-        run_uid=scope.body["metadata"]["uid"],
-        pool=scope.obs.spec.pool,
-        stage=action.stage,
-        spec=scope.obs.spec,
-        store=scope.pool.object_store,
-        plan_uri=plan.uri,
-    )
+    assert action.stage is not None and scope.obs.plan is not None
+    job = expected_job(scope.ctx, scope.body, scope.obs.plan, scope.pool, action.stage)
     created = kube.create_job(scope.ctx.clients, scope.key.namespace, job)
-    return action if created else replace(action, events=())  # a retried step says nothing twice
+    image = job["spec"]["template"]["spec"]["containers"][0]["image"]
+    status = action.status.evolve(jobs=action.status.jobs.evolve(image=image))
+    return replace(action, status=status, events=action.events if created else ())  # a retried step says nothing twice
 
 
 def record_verdict(scope: Scope, action: RunAction) -> RunAction:
@@ -176,11 +235,11 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
         if act is not None:
             assert store is not None and pool is not None  # decide_run acts only on a usable pool
             action = act(Scope(ctx, key, body, obs, store, pool), action)
-    except StoreUnavailable as error:
+    except STORE_PROBLEMS as error:
         retry = ctx.settings.store_retry_seconds
         write_status(ctx, key, body, status.evolve(message=f"{error}; retrying every {retry:.0f} s"))
         return Outcome(requeue_after=retry)
-    updated = write_status(ctx, key, body, action.status)
+    updated = write_status(ctx, key, body, action.status, acted=action.step in ACT)
     post(ctx, updated, action.events)
     if action.status.phase in ("Succeeded", "Failed") and status.phase not in ("Succeeded", "Failed"):
         record_metrics(ctx, key, spec, action.status, body)

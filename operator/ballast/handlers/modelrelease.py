@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from ballast.adapters import kube
 from ballast.adapters.models import publish_model
-from ballast.adapters.objectstore import DigestMismatch, StoreUnavailable
+from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch
 from ballast.api.conditions import Reason
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus
@@ -92,14 +92,14 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
         act = ACT.get(action.step)
         if act is not None:
             action = act(ctx, key, obs, action)
-    except StoreUnavailable as error:
+    except STORE_PROBLEMS as error:
         retry = ctx.settings.store_retry_seconds
         status = ModelReleaseStatus.model_validate(body.get("status") or {})
         write_status(ctx, key, body, status.evolve(message=f"{error}; retrying every {retry:.0f} s"))
         return Outcome(requeue_after=retry)
     if action.step is ReleaseStep.NOTHING:
         return DONE
-    updated = write_status(ctx, key, body, action.status)
+    updated = write_status(ctx, key, body, action.status, acted=action.step in ACT)
     post(ctx, updated, action.events)
     record_metrics(ctx, key, action.status)
     if action.wake_at is None:

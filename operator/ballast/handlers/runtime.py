@@ -201,12 +201,16 @@ class Controller:
         workers: int,
         backoff: Backoff,
         observe: Callable[[Key, float, bool], None] = lambda _key, _seconds, _failed: None,
+        retry_soon: tuple[type[Exception], ...] = (),
+        retry_soon_seconds: float = 0.5,
     ) -> None:
         self.cache = Cache()
         self.queue = WorkQueue()
         self.reconcilers = reconcilers
         self.backoff = backoff
         self.observe = observe  # metrics: (key, seconds, failed)
+        # Exceptions that mean "read again and retry" (a write refused as stale), not a failure.
+        self.retry_soon, self.retry_soon_seconds = retry_soon, retry_soon_seconds
         self._threads = [
             threading.Thread(target=self._work, name=f"reconcile-{i}", daemon=True) for i in range(max(1, workers))
         ]
@@ -239,6 +243,9 @@ class Controller:
         started = time.monotonic()
         try:
             outcome = self.reconcilers[key.kind](key)
+        except self.retry_soon:
+            self.queue.add_after(key, self.retry_soon_seconds)
+            return
         except Exception as error:
             delay = self.backoff.failed(key)
             log.warning("reconcile %s failed (%s: %s); retrying in %.0f s", key, type(error).__name__, error, delay)

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from ballast.adapters.http import serve
-from ballast.adapters.kube import connect
+from ballast.adapters.kube import Conflict, connect
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.handlers import finetunepool, finetunerun, modelrelease
 from ballast.handlers.common import KINDS, POOLS, RELEASES, RUNS, Context, Settings
@@ -30,7 +30,12 @@ def build_context(settings: Settings, metrics: OperatorMetrics | None) -> Contex
                 metrics.reconcile_errors.labels(KINDS[key.kind]).inc()
 
     controller = Controller(
-        {}, settings.workers, Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds), observe
+        {},
+        settings.workers,
+        Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds),
+        observe,
+        retry_soon=(Conflict,),
+        retry_soon_seconds=settings.conflict_retry_seconds,
     )
     context = Context(clients, controller, metrics, settings)
     for kind, reconcile in RECONCILERS.items():

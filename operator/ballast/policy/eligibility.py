@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ballast.api.common import Approval, Verdict
+from ballast.api.common import Verdict
 from ballast.api.conditions import Reason
 
 
@@ -17,12 +17,12 @@ class Eligibility:
 
 
 def release_eligibility(
-    model: str, run: str | None, phase: str | None, verdict: Verdict | None, approval: Approval | None
+    model: str, run: str | None, phase: str | None, verdict: Verdict | None, approved_by: str | None
 ) -> Eligibility:
     """May `model` (produced by `run`) go to the serving Deployment?
 
-    Pass: yes. Review: only with a recorded approval. Reject: never. A run that has not finished
-    its gates, or no run at all, blocks the release.
+    Pass: yes. Review: only with an approval the operator verified (`approved_by`: the approver
+    it checked). Reject: never. A run that has not finished its gates, or no run, blocks it.
     """
     if run is None:
         return Eligibility(False, Reason.MODEL_NOT_FOUND, f"no FineTuneRun produced {model}")
@@ -30,12 +30,12 @@ def release_eligibility(
         return Eligibility(False, Reason.RUN_NOT_FINISHED, f"run {run} is {phase or 'Pending'}, not gated yet")
     if verdict == "Reject":
         return Eligibility(False, Reason.RUN_REJECTED, f"run {run} was rejected by its gates; {model} never deploys")
-    if verdict == "Review" and approval is None:
+    if verdict == "Review" and approved_by is None:
         return Eligibility(
             False,
             Reason.RUN_NOT_APPROVED,
-            f"run {run} needs review: approve with `ballast runs approve {run} --by NAME --reason TEXT`",
+            f"run {run} needs review: a user with the `approve` verb runs `ballast runs approve {run} --reason TEXT`",
         )
-    if verdict == "Review" and approval is not None:
-        return Eligibility(True, Reason.APPROVED, f"run {run} reviewed and approved by {approval.by}")
+    if verdict == "Review":
+        return Eligibility(True, Reason.APPROVED, f"run {run} reviewed and approved by {approved_by}")
     return Eligibility(True, Reason.PASS, f"run {run} passed its gates")

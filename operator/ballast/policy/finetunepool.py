@@ -12,6 +12,7 @@ from croniter import croniter
 from ballast.api import layout
 from ballast.api.common import BaseModelRef, Condition, ModelRef
 from ballast.api.conditions import PoolCondition, Reason
+from ballast.api.contracts import BaseEvaluation
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus, RejectedSample
 from ballast.api.finetunerun import RunKind, Trigger
 from ballast.policy.conditions import Event, set_condition
@@ -233,7 +234,7 @@ def adoptable_rebase(obs: PoolObservation) -> RunSummary | None:
     for run in obs.runs:
         if run.kind != "Rebase" or run.model is None:
             continue
-        eligible = release_eligibility(run.model.version, run.name, run.phase, run.verdict, run.approval)
+        eligible = release_eligibility(run.model.version, run.name, run.phase, run.verdict, run.approved_by)
         if eligible.allowed and parse_version(run.model.version).base > current:
             best, current = run, parse_version(run.model.version).base
     return best
@@ -307,6 +308,7 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
         f"{state.samples_since_base} samples since {base.version}; rebase at {spec.rebase.threshold}",
     )
     rejections = [*status.recent_rejections, *obs.new_rejections][-RECENT_REJECTIONS:]
+    evaluations = base_evaluations(status.base_evaluations, obs.runs)
     alert_changes: dict[str, object] = {}
     if decision.alert_consumed:
         alert_changes |= {"pending_alert": None, "pending_alert_time": None}
@@ -329,12 +331,28 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
         run_counter=counter,
         next_scheduled_trigger=decision.next_scheduled_trigger,
         conditions=conditions,
+        base_evaluations=evaluations,
         **alert_changes,
     )
     if start is None:
         return PoolAction(PoolStep.UPDATE_STATUS, status, wake_at=_wake_at(spec, state, decision))
     event = Event(Reason.CREATED_RUN, f"Created FineTuneRun {start.name} ({start.kind}, {decision.message})")
     return PoolAction(PoolStep.START_RUN, status, (event,), start=start, wake_at=_wake_at(spec, state, decision))
+
+
+KEPT_EVALUATIONS = 5
+
+
+def base_evaluations(kept: list[BaseEvaluation], runs: tuple[RunSummary, ...]) -> list[BaseEvaluation]:
+    """The bases' Gate 1 figures the pool's verified gate Jobs measured, newest last, one per
+    (base, test set, image size): later plans hand them to their gate instead of a bucket cache."""
+    found = {(e.base_digest, e.test_manifest_digest, e.imgsz): e for e in kept}
+    for run in runs:
+        if run.base_evaluation is not None:
+            e = run.base_evaluation
+            found.pop((e.base_digest, e.test_manifest_digest, e.imgsz), None)
+            found[(e.base_digest, e.test_manifest_digest, e.imgsz)] = e
+    return list(found.values())[-KEPT_EVALUATIONS:]
 
 
 def spec_invalid(status: FineTunePoolStatus, message: str, now: datetime, generation: int | None) -> FineTunePoolStatus:

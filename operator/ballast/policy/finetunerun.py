@@ -11,15 +11,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from ballast.api.common import Approval, Condition, ModelRef, Verdict
+from ballast.api.common import Condition, ModelRef, Verdict
 from ballast.api.conditions import Reason, RunCondition
-from ballast.api.contracts import GateReport, TrainResult
+from ballast.api.contracts import BaseEvaluation, GateReport, RunPlan, TerminationReport, TrainResult
+from ballast.api.finetunepool import FineTunePoolSpec
 from ballast.api.finetunerun import (
     TERMINAL_PHASES,
-    ClassGateRow,
     FineTuneRunSpec,
     FineTuneRunStatus,
-    GateEvidence,
     Phase,
     PlanSummary,
     RunKind,
@@ -28,6 +27,8 @@ from ballast.api.finetunerun import (
 from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import release_eligibility
 from ballast.policy.manifests import Stage, job_name
+from ballast.policy.recipe import looser_than_pool
+from ballast.policy.results import gate_evidence, gate_report_problem, gate_results, judge_report, train_result_problem
 
 # Seed section 5: never fine-tune on fewer than 50 samples (hand-made runs included).
 MIN_FINETUNE_SAMPLES = 50
@@ -45,6 +46,8 @@ class JobView:
     state: JobState
     reason: str = ""  # a failed Job's condition reason (BackoffLimitExceeded, DeadlineExceeded, ...)
     detail: str = ""  # why it failed: the trainer's error document, else the pod's termination
+    foreign: str = ""  # why the Job under the run's name is not the one the operator built
+    reported: TerminationReport | None = None  # what its succeeded pod wrote to its termination message
 
 
 NO_JOB = JobView(JobState.MISSING)
@@ -59,12 +62,13 @@ class RunSummary:
     kind: RunKind
     phase: Phase
     verdict: Verdict | None
-    approval: Approval | None
+    approved_by: str | None  # a Review's approver, once the operator verified the approval
     sample_count: int  # the size of its frozen snapshot
     model: ModelRef | None
     base_version: str
     created: datetime
     report_uri: str | None = None
+    base_evaluation: BaseEvaluation | None = None  # the base's figures its gate measured
 
     @property
     def terminal(self) -> bool:
@@ -79,10 +83,14 @@ class RunObservation:
     spec: FineTuneRunSpec
     status: FineTuneRunStatus
     pool_problem: tuple[Reason, str] | None  # the pool is missing or unusable
+    pool: FineTunePoolSpec | None = None
+    plan: RunPlan | None = None  # read back, its bytes matching status.plan.digest
     train: JobView = NO_JOB
-    train_result: TrainResult | None = None  # read once the training Job completed
+    train_result: TrainResult | None = None  # the document the training Job reported, bytes matching
     gate: JobView = NO_JOB
-    gate_report: GateReport | None = None  # read once the gate Job completed
+    gate_report: GateReport | None = None  # the document the gate Job reported, bytes matching
+    result_problem: str = ""  # a reported result that could not be read back as reported
+    approval_authorized: bool | None = None  # the approver may approve (a SubjectAccessReview); None: unasked
 
     @property
     def snapshot(self) -> SampleSnapshot | None:
@@ -112,11 +120,25 @@ def training_stage(spec: FineTuneRunSpec) -> Stage:
     return "rebase" if spec.kind == "Rebase" else "train"
 
 
-def approval_condition(status: FineTuneRunStatus, spec: FineTuneRunSpec, name: str) -> tuple[bool, Reason, str]:
+def approval_condition(
+    status: FineTuneRunStatus, spec: FineTuneRunSpec, name: str, authorized: bool | None
+) -> tuple[bool, Reason, str]:
+    """Approved: Pass, or Review with an approval of this very model by a user allowed to approve."""
     if status.verdict is None:
         return False, Reason.WAITING, "no verdict yet"
-    version = status.model.version if status.model else "?"
-    decision = release_eligibility(version, name, status.phase, status.verdict, spec.approval)
+    approval, model = spec.approval, status.model
+    approver = None
+    if status.verdict == "Review" and approval is not None:
+        if model is None or approval.model_digest != model.digest:
+            return False, Reason.APPROVAL_STALE, f"the approval by {approval.by} covers another model than this run's"
+        if authorized is not True:
+            return (
+                False,
+                Reason.APPROVER_NOT_AUTHORIZED,
+                f"{approval.by} may not approve runs here (the `approve` verb on finetuneruns)",
+            )
+        approver = approval.by
+    decision = release_eligibility(model.version if model else "?", name, status.phase, status.verdict, approver)
     return decision.allowed, decision.reason, decision.message
 
 
@@ -134,7 +156,7 @@ class _Builder:
         """The new status: `changes`, these conditions, and the Approved condition they imply."""
         obs = self.obs
         draft = obs.status.evolve(**changes)
-        ok, reason, message = approval_condition(draft, obs.spec, obs.name)
+        ok, reason, message = approval_condition(draft, obs.spec, obs.name, obs.approval_authorized)
         self.condition(RunCondition.APPROVED, ok, reason, message)
         return draft.evolve(conditions=self.conditions, observed_generation=obs.generation)
 
@@ -160,6 +182,8 @@ def _stage_step(obs: RunObservation, stage: Stage, job: JobView, phase: Phase) -
     builder = _Builder(obs)
     name = job_name(obs.name, stage)
     jobs = obs.status.jobs.evolve(**{"gate" if stage == "gate" else "train": name})
+    if job.foreign:
+        return _fail(obs, Reason.JOB_NOT_OURS, f"Job {name} is not the one the operator built: {job.foreign}", stage)
     if job.state is JobState.MISSING:
         event = Event(Reason.CREATED_JOB, f"Created Job {name}")
         status = builder.status(phase=phase, jobs=jobs, message=f"Job {name} running")
@@ -183,6 +207,12 @@ def decide_run(obs: RunObservation) -> RunAction:
         snapshot = obs.snapshot
         if snapshot is None:
             return RunAction(RunStep.FREEZE_SNAPSHOT, builder.status(**started))
+        looser = looser_than_pool(spec, obs.pool, snapshot.sample_count) if obs.pool else []
+        if looser:
+            message = "the run asks to be judged more loosely than its pool: " + "; ".join(looser)
+            builder.condition(RunCondition.PLANNED, False, Reason.PLAN_REFUSED, message)
+            refused = builder.status(phase="Failed", message=message, finished_at=obs.now, snapshot=snapshot)
+            return RunAction(RunStep.FAIL, refused, (Event(Reason.LOOSER_THAN_POOL, message, warning=True),))
         if spec.kind == "FineTune" and snapshot.sample_count < MIN_FINETUNE_SAMPLES:
             message = (
                 f"the pool snapshot holds {snapshot.sample_count} verified samples; never fine-tune on fewer than "
@@ -199,8 +229,13 @@ def decide_run(obs: RunObservation) -> RunAction:
         if waiting is not None:
             return waiting
         result = obs.train_result
-        if result is None:
+        if obs.result_problem:
+            return _fail(obs, Reason.RESULT_UNVERIFIED, f"training result not accepted: {obs.result_problem}", stage)
+        if result is None or obs.plan is None:
             return _fail(obs, Reason.TRAIN_RESULT_MISSING, "the training Job succeeded but wrote no TrainResult", stage)
+        problem = train_result_problem(result, obs.plan)
+        if problem:
+            return _fail(obs, Reason.RESULT_UNVERIFIED, f"training result not accepted: {problem}", stage)
         builder.condition(
             RunCondition.TRAINED,
             True,
@@ -221,9 +256,14 @@ def decide_run(obs: RunObservation) -> RunAction:
     if waiting is not None:
         return waiting
     report = obs.gate_report
-    if report is None:
+    if obs.result_problem:
+        return _fail(obs, Reason.RESULT_UNVERIFIED, f"gate report not accepted: {obs.result_problem}", "gate")
+    if report is None or obs.plan is None:
         return _fail(obs, Reason.GATE_REPORT_MISSING, "the gate Job succeeded but wrote no GateReport", "gate")
-    return _record_verdict(obs, builder, report)
+    problem = gate_report_problem(report, obs.plan, status.model)
+    if problem:
+        return _fail(obs, Reason.RESULT_UNVERIFIED, f"gate report not accepted: {problem}", "gate")
+    return _record_verdict(obs, builder, report, obs.plan)
 
 
 GATE_CONDITIONS = {
@@ -234,51 +274,29 @@ GATE_CONDITIONS = {
 VERDICT_REASONS = {"Pass": Reason.PASS, "Review": Reason.REVIEW, "Reject": Reason.REJECT}
 
 
-def _record_verdict(obs: RunObservation, builder: _Builder, report: GateReport) -> RunAction:
+def _record_verdict(obs: RunObservation, builder: _Builder, report: GateReport, plan: RunPlan) -> RunAction:
+    """The operator's own verdict: the report's figures through the plan's gates."""
+    judgement = judge_report(report, plan)
     events = []
-    for gate in report.gates:
+    for gate in gate_results(judgement):
         builder.condition(
             GATE_CONDITIONS[gate.name], gate.verdict == "Pass", VERDICT_REASONS[gate.verdict], gate.reason
         )
         events.append(
             Event(VERDICT_REASONS[gate.verdict], f"{gate.name} {gate.verdict}: {gate.reason}", gate.verdict != "Pass")
         )
-    if not obs.spec.gates.ab_comparison.enabled:
+    if judgement.gate3 is None:
         builder.condition(
             RunCondition.GATE3_AB_COMPARISON, True, Reason.DISABLED, "gates.abComparison.enabled is false"
         )
     status = builder.status(
         phase="Succeeded",
-        verdict=report.verdict,
-        gates=gate_evidence(report, obs.status.gates.report_uri),
+        verdict=judgement.verdict,
+        gates=gate_evidence(report, plan, judgement, obs.status.gates.report_uri or ""),
         finished_at=obs.now,
-        message=f"verdict {report.verdict}",
+        message=f"verdict {judgement.verdict}",
     )
     return RunAction(RunStep.RECORD_VERDICT, status, tuple(events))
-
-
-def gate_evidence(report: GateReport, report_uri: str | None) -> GateEvidence:
-    verdicts = {g.name: g.verdict for g in report.gates}
-    moved = sorted(report.per_class_detection, key=lambda c: c.detection_rate if c.detection_rate is not None else 1.0)[
-        :3
-    ]
-    return GateEvidence(
-        base_map50=report.base_map50,
-        candidate_map50=report.candidate_map50,
-        map50_drop=report.map50_drop,
-        drop_unit=report.drop_unit,
-        detection_rate=report.detection_rate,
-        gate1=verdicts.get("Gate1Regression"),
-        gate2=verdicts.get("Gate2NewSamples"),
-        gate3=verdicts.get("Gate3ABComparison"),
-        worst_classes=[
-            ClassGateRow(
-                name=c.name, base_ap50=c.base_ap50, candidate_ap50=c.candidate_ap50, detection_rate=c.detection_rate
-            )
-            for c in moved
-        ],
-        report_uri=report_uri,
-    )
 
 
 def planned(obs: RunObservation, summary: PlanSummary, version: str) -> RunAction:

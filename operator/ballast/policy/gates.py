@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from ballast.api.common import Verdict
-from ballast.api.params import ABGate, NewSampleGate, RegressionGate
+from ballast.api.params import ABGate, GateThresholds, NewSampleGate, RegressionGate
 
 # Differences are rounded before comparison so that 0.85 - 0.84 is exactly 1.0 point, not 1.0000000000000009.
 _PRECISION = 6
@@ -77,3 +77,44 @@ def overall_verdict(verdicts: Iterable[Verdict]) -> Verdict:
     if "Review" in seen:
         return "Review"
     return "Pass"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The operator's own verdict, from the figures a verified gate Job reported."""
+
+    gate1: GateDecision
+    gate2: GateDecision
+    gate3: GateDecision | None  # None when Gate 3 is off
+    base_map50: float
+    map50_drop: float
+
+    @property
+    def verdict(self) -> Verdict:
+        decisions = [self.gate1, self.gate2] + ([self.gate3] if self.gate3 else [])
+        return overall_verdict(d.verdict for d in decisions)
+
+
+def judge(
+    base_map50: float,
+    candidate_map50: float,
+    detection_rate: float,
+    per_class_ab: Sequence[ClassAP],
+    gates: GateThresholds,
+) -> Judgement:
+    """Gates 1-3 with the run's thresholds. The figures are all that is taken from the report:
+    its own verdicts are never read. Gate 3 switched on without A/B figures asks for review."""
+    gate3 = None
+    if gates.ab_comparison.enabled:
+        gate3 = (
+            ab_gate(per_class_ab, gates.ab_comparison)
+            if per_class_ab
+            else GateDecision("Review", "Gate 3 is on but the gate report has no per-class A/B figures")
+        )
+    return Judgement(
+        gate1=regression_gate(base_map50, candidate_map50, gates.regression),
+        gate2=new_sample_gate(detection_rate, gates.new_samples),
+        gate3=gate3,
+        base_map50=base_map50,
+        map50_drop=map50_drop(base_map50, candidate_map50, gates.regression.unit),
+    )

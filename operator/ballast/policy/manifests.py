@@ -11,11 +11,17 @@ from ballast.api.common import API_VERSION, ModelRef, ObjectStoreSpec
 from ballast.api.finetunerun import KIND as RUN_KIND
 from ballast.api.finetunerun import FineTuneRunSpec
 from ballast.api.modelrelease import ANNOTATION_MODEL, ENV_MODEL_DIGEST, ENV_MODEL_URI, ENV_MODEL_VERSION
+from ballast.api.params import TrainingParams
 
 LABEL_POOL = "ballast.dev/pool"
 LABEL_RUN = "ballast.dev/run"
 LABEL_STAGE = "ballast.dev/stage"
 LABEL_MODEL = "ballast.dev/model-version"
+# A Deployment opts in to being moved by a ModelRelease by naming it in this label.
+LABEL_RELEASE = "ballast.dev/model-release"
+# Where a trainer stage reports its result's digest: the container's termination message file
+# (inside the scratch emptyDir, so the image's root can stay read-only).
+TERMINATION_LOG = "/scratch/termination-log"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "ballast"}
 
 Stage = str  # "train" | "gate" | "rebase"
@@ -53,16 +59,19 @@ def build_job(
     run_uid: str,
     pool: str,
     stage: Stage,
-    spec: FineTuneRunSpec,
+    training: TrainingParams,
+    image: str,
     store: ObjectStoreSpec,
     plan_uri: str,
+    plan_digest: str,
 ) -> dict[str, Any]:
-    """The training (or gate) Job of a run: trainer image, GPUs, placement, limits, owner reference.
+    """The training (or gate) Job of a run: the operator's trainer image, GPUs, placement, limits,
+    owner reference. The plan's digest travels on the command line: the trainer refuses any other
+    plan. The stage reports its result's digest in the termination message.
 
     The gate Job gets the same image, GPUs and placement as the training Job: it evaluates both
     models on the same kind of hardware the candidate was trained on.
     """
-    training = spec.training
     labels = {LABEL_POOL: pool, LABEL_RUN: run, LABEL_STAGE: stage, **MANAGED_BY}
     resources: dict[str, Any] = {
         "requests": dict(training.resources.requests),
@@ -72,15 +81,29 @@ def build_job(
         resources["limits"]["nvidia.com/gpu"] = str(training.gpus)
     container = {
         "name": "trainer",
-        "image": training.image,
-        "command": ["ballast-trainer", stage, "--plan", plan_uri, "--workdir", "/scratch/work"],
+        "image": image,
+        "command": [
+            "ballast-trainer",
+            stage,
+            "--plan",
+            plan_uri,
+            "--plan-digest",
+            plan_digest,
+            "--workdir",
+            "/scratch/work",
+        ],
         "env": [
             *store_env(store),
             {"name": "TMPDIR", "value": "/scratch"},
             {"name": "YOLO_OFFLINE", "value": "true"},
             {"name": "YOLO_AUTOINSTALL", "value": "false"},
+            # Weights load with torch's weights_only and Ultralytics' allow-list: no pickled code runs.
+            {"name": "ULTRALYTICS_SAFE_LOAD", "value": "1"},
+            {"name": "BALLAST_TERMINATION_LOG", "value": TERMINATION_LOG},
             {"name": "PYTHONUNBUFFERED", "value": "1"},
         ],
+        "terminationMessagePath": TERMINATION_LOG,
+        "terminationMessagePolicy": "File",
         "resources": resources,
         "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
         "securityContext": {
@@ -114,6 +137,26 @@ def build_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def job_differences(actual: dict[str, Any], expected: dict[str, Any]) -> str:
+    """Why the Job found under a run's deterministic name is not the one the operator builds
+    (empty when it is): another owner, or another image, command or environment in its pod."""
+    owner = expected["metadata"]["ownerReferences"][0]["uid"]
+    owners = [r.get("uid") for r in actual.get("metadata", {}).get("ownerReferences") or [] if r.get("controller")]
+    if owners != [owner]:
+        return "it is not controlled by this run"
+    return pod_differences(actual["spec"]["template"], expected["spec"]["template"])
+
+
+def pod_differences(actual: dict[str, Any], expected: dict[str, Any]) -> str:
+    """Why a pod (or pod template) does not run what the operator's Job runs (empty when it does)."""
+    have = (actual.get("spec", {}).get("containers") or [{}])[0]
+    want = expected["spec"]["containers"][0]
+    for field in ("image", "command", "env", "terminationMessagePath"):
+        if have.get(field) != want.get(field):
+            return f"its container's {field} differs"
+    return ""
 
 
 def build_run(

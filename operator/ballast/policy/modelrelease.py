@@ -21,6 +21,7 @@ from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, Relea
 from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import Eligibility, release_eligibility
 from ballast.policy.finetunerun import RunSummary
+from ballast.policy.manifests import LABEL_RELEASE
 
 Rollout = Literal["Available", "Progressing", "Failed"]
 
@@ -28,6 +29,7 @@ Rollout = Literal["Available", "Progressing", "Failed"]
 @dataclass(frozen=True)
 class DeploymentView:
     name: str
+    release: str | None  # the ModelRelease its `ballast.dev/model-release` label names (its opt-in)
     containers: tuple[str, ...]
     serving: str | None  # the model version its pod template runs
     rollout: Rollout
@@ -85,7 +87,7 @@ def find_model(obs: ReleaseObservation) -> tuple[ModelRef | None, RunSummary | N
 def eligibility(version: str, run: RunSummary | None) -> Eligibility:
     if run is None:
         return Eligibility(True, Reason.PASS, f"{version} is the pool's base model")
-    return release_eligibility(version, run.name, run.phase, run.verdict, run.approval)
+    return release_eligibility(version, run.name, run.phase, run.verdict, run.approved_by)
 
 
 class _Builder:
@@ -184,6 +186,12 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
     deployment = obs.deployment
     if deployment is None:
         return blocked(obs, Reason.DEPLOYMENT_NOT_FOUND, f"Deployment {spec.deployment.name} not found")
+    if deployment.release != obs.name:
+        return blocked(
+            obs,
+            Reason.DEPLOYMENT_NOT_OPTED_IN,
+            f"Deployment {deployment.name} has not opted in: its owner sets the label {LABEL_RELEASE}={obs.name}",
+        )
     if deployment.serving == spec.model:
         return _serving_desired(obs, deployment)
     if status.failed_model == spec.model:
@@ -217,7 +225,7 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         model=target,
         run=run.name if run else None,
         verdict=run.verdict if run else None,
-        approved_by=run.approval.by if run and run.approval else None,
+        approved_by=run.approved_by if run else None,
         released_at=obs.now,
         released_by=obs.last_editor,
         evidence=run.report_uri if run else None,
@@ -253,7 +261,8 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
 
 
 def last_spec_editor(managed_fields: Sequence[dict]) -> str | None:
-    """The field manager that last wrote the spec (until approvals name users: issue of trust)."""
+    """The field manager that last wrote the spec: a tool's name (kubectl, argocd), which the
+    client chooses. Recorded as a hint; who approved a Review comes from the verified approval."""
     for entry in reversed(managed_fields):
         if "f:spec" in str(entry.get("fieldsV1", {})):
             return str(entry.get("manager"))

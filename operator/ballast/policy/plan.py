@@ -6,12 +6,13 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
-from ballast.api.contracts import RunPlan
+from ballast.api.contracts import BaseEvaluation, RunPlan
 from ballast.api.finetunepool import FineTunePoolSpec
 from ballast.api.finetunerun import FineTuneRunSpec, PlanSummary
 from ballast.api.samples import SampleRef
 from ballast.policy.finetunerun import RunSummary
 from ballast.policy.mixing import draw_old_samples, old_sample_count
+from ballast.policy.recipe import effective_recipe
 from ballast.policy.versions import finetune_version, next_base_version
 
 
@@ -32,6 +33,20 @@ def finetune_number(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str
     return len(earlier) + 1
 
 
+def known_base_figure(
+    evaluations: Sequence[BaseEvaluation], base_digest: str, test_manifest_digest: str, imgsz: int
+) -> BaseEvaluation | None:
+    """A verified gate's figures for this base on this test set at this size, if one measured them."""
+    for evaluation in reversed(evaluations):
+        if (evaluation.base_digest, evaluation.test_manifest_digest, evaluation.imgsz) == (
+            base_digest,
+            test_manifest_digest,
+            imgsz,
+        ):
+            return evaluation
+    return None
+
+
 def build_plan(
     *,
     run: str,
@@ -41,14 +56,20 @@ def build_plan(
     new: list[SampleRef],
     anchor: list[SampleRef],
     number: int,
+    test_manifest_digest: str,
+    evaluations: Sequence[BaseEvaluation] = (),
 ) -> RunPlan:
-    """Everything the training Job needs, frozen: the same inputs always give the same plan."""
+    """Everything the training Job needs, frozen: the same inputs always give the same plan.
+
+    The run's own training, mixing and gates where it has them (decide_run refused any looser
+    than the pool's), the pool's elsewhere; the trainer image is not part of it."""
     seed = recorded_seed(spec, uid)
+    recipe = effective_recipe(spec, pool)
     if spec.kind == "Rebase":
         old, rule = anchor, f"{len(new)} new + all {len(anchor)} anchor samples (rebase from scratch)"
         version = next_base_version(spec.base_model.version)
     else:
-        mix = old_sample_count(len(new), spec.mixing)
+        mix = old_sample_count(len(new), recipe.mixing)
         count, rule = mix.old_samples, mix.rule
         if count > len(anchor):
             count, rule = len(anchor), f"{rule}; limited to the {len(anchor)} anchor samples there are"
@@ -69,10 +90,14 @@ def build_plan(
         new_samples=new,
         old_samples=old,
         test_manifest=pool.anchor.test_manifest,
+        test_manifest_digest=test_manifest_digest,
+        base_evaluation=known_base_figure(
+            evaluations, spec.base_model.digest, test_manifest_digest, recipe.training.imgsz
+        ),
         mixing_rule=rule,
-        training=spec.training,
-        rebase=spec.rebase,
-        gates=spec.gates,
+        training=recipe.training,
+        rebase=recipe.rebase,
+        gates=recipe.gates,
     )
 
 

@@ -1,0 +1,25 @@
+"""Running `ballast-trainer` by hand, as the operator's Jobs run it: the plan written where the
+layout says, and its digest on the command line (the trainer refuses any other plan)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ballast.adapters.objectstore import ObjectStore
+from ballast.api import layout
+from ballast.api.contracts import RunPlan, canonical_json
+
+TRAINER = str(Path(sys.executable).parent / "ballast-trainer")
+
+
+def put_plan(store: ObjectStore, plan: RunPlan) -> tuple[str, str]:
+    """Write `plan` under its run's prefix; return its URI and digest."""
+    key = layout.RunArtifacts(plan.run, plan.run_uid).plan
+    digest = store.put(key, canonical_json(plan), "application/json")
+    return store.uri(key), digest
+
+
+def trainer_argv(stage: str, plan: tuple[str, str], *extra: str) -> list[str]:
+    uri, digest = plan
+    return [TRAINER, stage, "--plan", uri, "--plan-digest", digest, *extra]
