@@ -66,6 +66,67 @@ def test_a_failing_job_is_retried_up_to_its_backoff_limit_then_failed(kube, name
     assert next(c for c in job.status.conditions if c.type == "Failed").reason == "BackoffLimitExceeded"
 
 
+def terminated_state(kube, namespace: str, job: str):
+    pods = client.CoreV1Api(kube).list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    assert len(pods) == 1
+    return pods[0].status.container_statuses[0].state.terminated
+
+
+def with_scratch(job: dict, **container_extra) -> dict:
+    """`job` with an emptyDir mounted at /scratch in its container, which also gets `container_extra`."""
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "scratch", "emptyDir": {}}]
+    pod["containers"][0].update(volumeMounts=[{"name": "scratch", "mountPath": "/scratch"}], **container_extra)
+    return job
+
+
+def test_a_job_reports_the_digest_its_container_wrote_as_its_termination_message(kube, namespace):
+    digest = "sha256:" + "ab" * 32
+    code = f"import json; open('/scratch/termination-log', 'w').write(json.dumps({{'digest': {digest!r}}}))"
+    job = with_scratch(a_job("digest", code), terminationMessagePath="/scratch/termination-log")
+    client.BatchV1Api(kube).create_namespaced_job(namespace, job)
+    assert eventually(lambda: job_condition(kube, namespace, "digest"), 60, what="job finished") == "Complete"
+    terminated = terminated_state(kube, namespace, "digest")
+    assert terminated.exit_code == 0
+    assert terminated.message == f'{{"digest": "{digest}"}}'
+
+
+def test_a_failing_container_with_fallback_to_logs_on_error_reports_the_tail_of_its_output(kube, namespace):
+    code = "import sys\nfor i in range(100): print(f'step {i}')\nsys.exit(3)"
+    job = with_scratch(
+        a_job("fallback", code),
+        terminationMessagePath="/scratch/termination-log",
+        terminationMessagePolicy="FallbackToLogsOnError",
+    )
+    client.BatchV1Api(kube).create_namespaced_job(namespace, job)
+    assert eventually(lambda: job_condition(kube, namespace, "fallback"), 60, what="job finished") == "Failed"
+    terminated = terminated_state(kube, namespace, "fallback")
+    assert terminated.exit_code == 3
+    assert terminated.message == "".join(f"step {i}\n" for i in range(20, 100))  # the last 80 lines
+
+
+def test_a_message_path_in_a_read_only_volume_is_a_file_of_its_own_the_container_can_write(kube, namespace):
+    client.CoreV1Api(kube).create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"a": "1"}})
+    job = a_job("readonly", "open('/etc/ballast-test/termination-log', 'w').write('written')")
+    pod = job["spec"]["template"]["spec"]
+    pod["volumes"] = [{"name": "cfg", "configMap": {"name": "c"}}]
+    pod["containers"][0]["volumeMounts"] = [{"name": "cfg", "mountPath": "/etc/ballast-test", "readOnly": True}]
+    pod["containers"][0]["terminationMessagePath"] = "/etc/ballast-test/termination-log"
+    client.BatchV1Api(kube).create_namespaced_job(namespace, job)
+    assert eventually(lambda: job_condition(kube, namespace, "readonly"), 60, what="job finished") == "Complete"
+    assert terminated_state(kube, namespace, "readonly").message == "written"
+
+
+def test_a_container_writing_nothing_under_the_default_path_reports_no_message(kube, namespace):
+    host_file = Path("/dev/termination-log")
+    existed = host_file.exists()
+    client.BatchV1Api(kube).create_namespaced_job(namespace, a_job("quiet", "print('no message')"))
+    assert eventually(lambda: job_condition(kube, namespace, "quiet"), 60, what="job finished") == "Complete"
+    terminated = terminated_state(kube, namespace, "quiet")
+    assert terminated.message is None
+    assert host_file.exists() is existed  # the host's /dev is left alone
+
+
 def a_server_deployment(name: str, *, greeting: str = "one", ready_path: str = "/") -> dict:
     labels = {"app": name}
     return {

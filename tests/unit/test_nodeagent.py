@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from ballast_dev.cluster.nodeagent import env, lifecycle, node, probes, spec, status, volumes
+from ballast_dev.cluster.nodeagent import env, lifecycle, node, probes, spec, status, termination, volumes
 from ballast_dev.cluster.nodeagent.env import (
     EnvFrom,
     EnvSpec,
@@ -30,6 +30,7 @@ from ballast_dev.cluster.nodeagent.env import (
 from ballast_dev.cluster.nodeagent.lifecycle import InitOutcome, PodAction
 from ballast_dev.cluster.nodeagent.probes import ExecAction, HttpGet, Probe, ProbeState, TcpSocket
 from ballast_dev.cluster.nodeagent.status import ContainerState
+from ballast_dev.cluster.nodeagent.termination import InVolume, MessageFile, NoFile, OwnFile, Unreadable
 from ballast_dev.cluster.nodeagent.volumes import (
     DataFiles,
     DownwardFile,
@@ -163,6 +164,31 @@ def test_a_restarted_container_reports_its_restart_count_readiness_and_last_exit
     assert reported["image"] == "python:3.11"
     assert reported["lastState"] == {"terminated": last}
     assert reported["lastState"]["terminated"]["reason"] == "Error"
+
+
+@pytest.mark.parametrize(
+    ("container", "message"),
+    [
+        pytest.param(
+            exited(0, message='{"digest": "sha256:ab"}'),
+            '{"digest": "sha256:ab"}',
+            id="a container that exited with a termination message reports it in its terminated state",
+        ),
+        pytest.param(exited(0), None, id="a container that exited without a message reports no message key"),
+        pytest.param(exited(0, message=""), None, id="an empty message is no message"),
+    ],
+)
+def test_a_terminated_state_carries_the_termination_message(container: ContainerState, message: str | None) -> None:
+    terminated = status.container_status(container)["state"]["terminated"]
+    assert terminated.get("message") == message
+    assert ("message" in terminated) is (message is not None)
+
+
+def test_a_restarted_container_keeps_its_last_termination_message_in_its_last_state() -> None:
+    last = status.terminated(exited(1, message="CUDA out of memory"))
+    reported = status.container_status(running(restarts=1, last_exit=last))
+    assert reported["lastState"]["terminated"]["message"] == "CUDA out of memory"
+    assert "terminated" not in reported["state"]
 
 
 def exits_under(policy: str, *codes: int) -> list[ContainerState]:
@@ -908,6 +934,259 @@ def test_a_container_with_mounts_runs_in_a_private_mount_namespace() -> None:
     assert script.index("mount --bind /v/data /data") < script.index("mount --bind /v/cfg '/etc/my app'")
 
 
+def test_read_only_remounts_come_after_every_mount_so_a_mount_point_inside_one_can_be_made() -> None:
+    argv = volumes.in_mount_namespace(
+        ["true"],
+        [Mount("/v/cfg", "/etc/app", read_only=True), Mount("/pod/containers/web/termination-log-0", "/etc/app/msg")],
+        "web",
+    )
+    script = argv[6].splitlines()
+    assert script.index("mount -o remount,ro,bind /etc/app") > script.index(
+        "mount --bind /pod/containers/web/termination-log-0 /etc/app/msg"
+    )
+
+
+def test_a_file_mount_point_is_created_only_when_missing_so_a_host_file_is_left_as_it_is() -> None:
+    script = volumes.in_mount_namespace(["true"], [Mount("/pod/msg", "/var/run/msg")], "web")[6]
+    assert "[ -e /var/run/msg ] || touch /var/run/msg" in script
+
+
+# ---- termination: where a message file lives, which message is reported -----------------------------
+POD_VOLUMES = "/state/pods/u/volumes"
+SCRATCH = Mount(f"{POD_VOLUMES}/scratch", "/scratch")
+CFG = Mount(f"{POD_VOLUMES}/cfg", "/etc/app", read_only=True)
+HOST = Mount("/srv/shared", "/shared")
+
+
+@pytest.mark.parametrize(
+    ("path", "mounts", "place"),
+    [
+        pytest.param(
+            "/scratch/termination-log",
+            [SCRATCH],
+            InVolume(f"{POD_VOLUMES}/scratch/termination-log", f"{POD_VOLUMES}/scratch"),
+            id="a message path inside an emptyDir is the file at that place in the volume's directory",
+        ),
+        pytest.param(
+            "/scratch/out/result.json",
+            [SCRATCH],
+            InVolume(f"{POD_VOLUMES}/scratch/out/result.json", f"{POD_VOLUMES}/scratch"),
+            id="a message path deeper in a volume keeps its place below the volume",
+        ),
+        pytest.param(
+            "/scratch/termination-log",
+            [Mount(f"{POD_VOLUMES}/scratch/run-1", "/scratch")],
+            InVolume(f"{POD_VOLUMES}/scratch/run-1/termination-log", f"{POD_VOLUMES}/scratch/run-1"),
+            id="a message path inside a subPath mount is in that part of the volume",
+        ),
+        pytest.param(
+            "/scratch//./termination-log",
+            [Mount(f"{POD_VOLUMES}/scratch", "/scratch/")],
+            InVolume(f"{POD_VOLUMES}/scratch/termination-log", f"{POD_VOLUMES}/scratch"),
+            id="the message path and mount paths are cleaned before they are compared",
+        ),
+        pytest.param(
+            "/scratch/cfg/msg",
+            [Mount(f"{POD_VOLUMES}/cfg", "/scratch/cfg", read_only=True), SCRATCH],
+            OwnFile("/scratch/cfg/msg"),
+            id="of nested mounts the innermost decides: a read-only one inside an emptyDir",
+        ),
+        pytest.param(
+            "/scratch/msg",
+            [Mount(f"{POD_VOLUMES}/cfg", "/scratch/cfg", read_only=True), SCRATCH],
+            InVolume(f"{POD_VOLUMES}/scratch/msg", f"{POD_VOLUMES}/scratch"),
+            id="a mount beside the message path does not decide",
+        ),
+        pytest.param(
+            "/etc/app/termination-log",
+            [CFG],
+            OwnFile("/etc/app/termination-log"),
+            id="a message path inside a read-only volume is bind-mounted so the container can still write it",
+        ),
+        pytest.param(
+            "/shared/termination-log",
+            [HOST],
+            OwnFile("/shared/termination-log"),
+            id="a message path inside a hostPath volume is bind-mounted so no host file is emptied",
+        ),
+        pytest.param(
+            "/scratch/termination-log",
+            [Mount(f"{POD_VOLUMES}/scratch/log", "/scratch/termination-log")],
+            OwnFile("/scratch/termination-log"),
+            id="a message path that is a writable subPath mount's own path is bind-mounted over it, as a runtime does",
+        ),
+        pytest.param(
+            "/var/run/termination-log",
+            [SCRATCH],
+            OwnFile("/var/run/termination-log"),
+            id="a message path outside every volume is a file of this start bind-mounted there",
+        ),
+        pytest.param(
+            "/devices/termination-log", [], OwnFile("/devices/termination-log"), id="a path under /devices is not /dev"
+        ),
+        pytest.param(
+            "/dev/msgs/termination-log",
+            [Mount(f"{POD_VOLUMES}/msgs", "/dev/msgs")],
+            InVolume(f"{POD_VOLUMES}/msgs/termination-log", f"{POD_VOLUMES}/msgs"),
+            id="a message path under /dev inside a volume mounted there is the volume's file",
+        ),
+    ],
+)
+def test_where_a_container_s_message_file_lives(path: str, mounts: list[Mount], place: MessageFile) -> None:
+    assert termination.message_file(path, mounts, POD_VOLUMES) == place
+
+
+@pytest.mark.parametrize(
+    ("path", "mounts", "hides_agent", "why"),
+    [
+        pytest.param(
+            "/dev/termination-log",
+            [SCRATCH],
+            False,
+            "would be created in the host's /dev",
+            id="the default /dev/termination-log gets no file: its mount point would be made in the host's /dev",
+        ),
+        pytest.param(
+            "/dev/shm/ballast/msg",
+            [],
+            False,
+            "host's /dev",
+            id="any message path under /dev outside the volumes gets no file",
+        ),
+        pytest.param(
+            "/etc/app", [CFG], False, "read-only mount point", id="a read-only volume's own mount path gets no file"
+        ),
+        pytest.param("termination-log", [], False, "not an absolute path", id="a relative message path gets no file"),
+        pytest.param(
+            "/scratch/../etc/passwd",
+            [SCRATCH],
+            False,
+            "without ..",
+            id="a message path climbing out of its volume with .. gets no file",
+        ),
+        pytest.param(
+            "/opt/venv",
+            [],
+            True,
+            "would hide the node agent",
+            id="a message path whose mount would hide the agent's program gets no file",
+        ),
+    ],
+)
+def test_a_message_path_that_cannot_get_a_file_safely_gets_none_and_says_why(
+    path: str, mounts: list[Mount], hides_agent: bool, why: str
+) -> None:
+    place = termination.message_file(path, mounts, POD_VOLUMES, hides_agent=hides_agent)
+    assert isinstance(place, NoFile)
+    assert why in place.reason
+
+
+FILE, FALLBACK = termination.FILE, termination.FALLBACK_TO_LOGS_ON_ERROR
+DIGEST = b'{"digest": "sha256:' + b"ab" * 32 + b'"}'
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "file", "output", "message"),
+    [
+        pytest.param(FILE, 0, DIGEST, None, DIGEST.decode(), id="the file's content is the message, byte for byte"),
+        pytest.param(FILE, 0, b"", None, None, id="an empty file gives no message"),
+        pytest.param(FILE, 0, None, None, None, id="no file gives no message"),
+        pytest.param(FILE, 1, b"", b"Traceback\n", None, id="an empty file under File gives none even after a failure"),
+        pytest.param(
+            FALLBACK,
+            1,
+            b"",
+            b"Traceback\nValueError: bad\n",
+            "Traceback\nValueError: bad\n",
+            id="an empty file and a failure under FallbackToLogsOnError take the output",
+        ),
+        pytest.param(
+            FALLBACK,
+            137,
+            None,
+            b"killed\n",
+            "killed\n",
+            id="no file and a failure under FallbackToLogsOnError take the output",
+        ),
+        pytest.param(
+            FALLBACK,
+            0,
+            b"",
+            b"done\n",
+            None,
+            id="a success under FallbackToLogsOnError with an empty file has no message",
+        ),
+        pytest.param(
+            FALLBACK, 1, b"written", b"output\n", "written", id="a written file wins over the output after a failure"
+        ),
+        pytest.param(FALLBACK, 1, b"", b"", None, id="a failure with an empty file and no output has no message"),
+        pytest.param(
+            FILE,
+            0,
+            b"x" * 5000 + b"END",
+            None,
+            "x" * 4093 + "END",
+            id="a message over 4096 bytes keeps its last 4096, as the kubelet reads it",
+        ),
+        pytest.param(FILE, 0, b"y" * 4096, None, "y" * 4096, id="a message of exactly 4096 bytes is whole"),
+        pytest.param(FILE, 0, b"\xff ok", None, "\ufffd ok", id="bytes that are not UTF-8 read as U+FFFD"),
+        pytest.param(
+            FALLBACK,
+            1,
+            Unreadable("/p/msg: Is a directory"),
+            b"output\n",
+            "Error on reading termination log: /p/msg: Is a directory",
+            id="an unreadable file reports why rather than the output",
+        ),
+    ],
+)
+def test_which_termination_message_is_reported(
+    policy: str, code: int, file: bytes | Unreadable | None, output: bytes | None, message: str | None
+) -> None:
+    assert termination.termination_message(policy, code, file, output) == message
+
+
+def numbered(lines: int, width: int = 0) -> bytes:
+    return b"".join(f"line {i}".ljust(width).encode() + b"\n" for i in range(lines))
+
+
+@pytest.mark.parametrize(
+    ("output", "tail"),
+    [
+        pytest.param(numbered(3), numbered(3), id="an output of fewer than 80 lines is whole"),
+        pytest.param(numbered(100), numbered(100)[len(numbered(20)) :], id="a longer output keeps its last 80 lines"),
+        pytest.param(b"a\nb", b"a\nb", id="a last line without a newline counts as a line"),
+        pytest.param(
+            numbered(81)[:-1], numbered(81)[len(numbered(1)) : -1], id="80 lines end at the last one, newline or not"
+        ),
+        pytest.param(
+            numbered(80, width=99), numbered(80, width=99)[-2048:], id="80 long lines keep only their last 2048 bytes"
+        ),
+        pytest.param(b"", b"", id="no output has no tail"),
+    ],
+)
+def test_the_tail_of_a_container_s_output(output: bytes, tail: bytes) -> None:
+    assert termination.log_tail(output) == tail
+
+
+@pytest.mark.parametrize(
+    ("policy", "code", "file", "wanted"),
+    [
+        pytest.param(
+            FALLBACK, 2, b"", True, id="a failure with an empty file under FallbackToLogsOnError reads the log"
+        ),
+        pytest.param(FALLBACK, 2, b"x", False, id="a written file needs no log"),
+        pytest.param(FALLBACK, 0, b"", False, id="a success needs no log"),
+        pytest.param(FILE, 2, b"", False, id="the File policy never reads the log"),
+        pytest.param(FALLBACK, 2, Unreadable("why"), False, id="an unreadable file is reported, not the log"),
+    ],
+)
+def test_whether_the_log_is_read_for_the_message(
+    policy: str, code: int, file: bytes | Unreadable | None, wanted: bool
+) -> None:
+    assert termination.wants_logs(policy, code, file) is wanted
+
+
 # ---- probes: when to probe, what a result means ----------------------------------------------------
 READINESS = Probe(HttpGet(8080), period_seconds=5, success_threshold=2, failure_threshold=3)
 LIVENESS = Probe(TcpSocket(8080), period_seconds=7, failure_threshold=3)
@@ -1119,6 +1398,33 @@ def test_a_container_spec_is_read_with_the_kubernetes_defaults() -> None:
     assert parsed == spec.Container(name="web", image="local", command=("serve",))
 
 
+@pytest.mark.parametrize(
+    ("model", "path", "policy"),
+    [
+        pytest.param(
+            client.V1Container(name="web", command=["serve"]),
+            "/dev/termination-log",
+            "File",
+            id="a container's message goes to /dev/termination-log under File by default",
+        ),
+        pytest.param(
+            client.V1Container(
+                name="train",
+                command=["train"],
+                termination_message_path="/scratch/termination-log",
+                termination_message_policy="FallbackToLogsOnError",
+            ),
+            "/scratch/termination-log",
+            "FallbackToLogsOnError",
+            id="a container's termination message path and policy are read",
+        ),
+    ],
+)
+def test_a_container_s_termination_message_settings_are_read(model: Any, path: str, policy: str) -> None:
+    parsed = spec.container(model)
+    assert (parsed.termination_message_path, parsed.termination_message_policy) == (path, policy)
+
+
 def test_a_container_spec_is_read_with_its_env_mounts_probes_and_ports() -> None:
     container = client.V1Container(
         name="web",
@@ -1255,7 +1561,7 @@ def test_the_pod_facts_and_restart_policy(pod_spec: Any, service_account: str, p
 
 
 # ---- the pure modules stay pure ----------------------------------------------------------------------
-PURE = ["env", "volumes", "probes", "status", "lifecycle", "node"]
+PURE = ["env", "volumes", "probes", "status", "lifecycle", "node", "termination"]
 ALLOWED_IMPORTS = {"__future__", "re", "shlex", "enum", "uuid", "datetime", "dataclasses", "collections.abc", "typing"}
 PACKAGE = Path(spec.__file__).parent
 

@@ -1,5 +1,5 @@
 """The pod spec, read once from the kubernetes client's models into the frozen inputs of the pure
-modules (`env`, `volumes`, `probes`), with the Kubernetes defaults filled in.
+modules (`env`, `volumes`, `probes`, `termination`), with the Kubernetes defaults filled in.
 
 No I/O; the client's models are loosely typed, so they come in as `Any`.
 """
@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from .env import EnvFrom, EnvSpec, EnvVar, FieldRef, KeyRef, PodFacts, ResourceFieldRef, SourceRef
 from .probes import ExecAction, HttpGet, Probe, TcpSocket
+from .termination import DEFAULT_PATH, FILE
 from .volumes import DataFiles, DownwardFile, KeyToPath, ServiceAccountToken, Volume, VolumeMount, VolumeSource
 
 
@@ -29,6 +30,8 @@ class Container:
     readiness: Probe | None = None
     liveness: Probe | None = None
     ports: Mapping[str, int] = field(default_factory=dict)
+    termination_message_path: str = DEFAULT_PATH
+    termination_message_policy: str = FILE  # or FallbackToLogsOnError
 
 
 def container(spec: Any) -> Container:
@@ -50,6 +53,8 @@ def container(spec: Any) -> Container:
         readiness=probe(spec.readiness_probe),
         liveness=probe(spec.liveness_probe),
         ports=ports,
+        termination_message_path=spec.termination_message_path or DEFAULT_PATH,
+        termination_message_policy=spec.termination_message_policy or FILE,
     )
 
 

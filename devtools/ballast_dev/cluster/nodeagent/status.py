@@ -24,6 +24,7 @@ class ContainerState:
 
     `pid` is None until its process first started. `restart_pending` is True while it waits out its
     restart back-off, with `waiting_reason` saying why. `last_exit` is the status of its previous run.
+    `message` is the termination message of its latest exit (see `termination`), None for none.
     """
 
     name: str
@@ -39,6 +40,7 @@ class ContainerState:
     waiting_reason: str | None = "ContainerCreating"
     waiting_message: str | None = None
     last_exit: Mapping[str, Any] | None = None
+    message: str | None = None
 
 
 def container_id(state: ContainerState) -> str | None:
@@ -46,14 +48,18 @@ def container_id(state: ContainerState) -> str | None:
 
 
 def terminated(state: ContainerState) -> dict[str, Any]:
-    """The `terminated` state of a container that exited: Completed on 0, else Error."""
-    return {
+    """The `terminated` state of a container that exited: Completed on 0, else Error, with its
+    termination message when it has one."""
+    ended: dict[str, Any] = {
         "exitCode": state.exit_code,
         "reason": "Completed" if state.exit_code == 0 else "Error",
         "startedAt": iso(state.started_at),
         "finishedAt": iso(state.finished_at),
         "containerID": container_id(state),
     }
+    if state.message:
+        ended["message"] = state.message
+    return ended
 
 
 def container_status(state: ContainerState) -> dict[str, Any]:

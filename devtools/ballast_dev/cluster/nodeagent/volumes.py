@@ -166,18 +166,21 @@ def in_mount_namespace(argv: Sequence[str], mounts: Sequence[Mount], container: 
     """`argv` run in a private mount namespace where `mounts` appear at their targets.
 
     Other processes on the machine see nothing of these mounts. A source that is a file is mounted
-    on a file. Without mounts, `argv` runs as it is.
+    on a file (an existing one is left as it is). Read-only mounts become read-only once every
+    mount is made, so a mount point inside one (a termination message file) can still be created.
+    Without mounts, `argv` runs as it is.
     """
     if not mounts:
         return list(argv)
     script = ["set -e"]
-    for mount in mount_order(mounts):
+    ordered = mount_order(mounts)
+    for mount in ordered:
         source, target = shlex.quote(mount.source), shlex.quote(mount.target)
         script.append(
-            f'if [ -d {source} ]; then mkdir -p {target}; else mkdir -p "$(dirname {target})"; touch {target}; fi'
+            f'if [ -d {source} ]; then mkdir -p {target}; else mkdir -p "$(dirname {target})"; '
+            f"[ -e {target} ] || touch {target}; fi"
         )
         script.append(f"mount --bind {source} {target}")
-        if mount.read_only:
-            script.append(f"mount -o remount,ro,bind {target}")
+    script += [f"mount -o remount,ro,bind {shlex.quote(m.target)}" for m in ordered if m.read_only]
     script.append('exec "$@"')
     return ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), container, *argv]

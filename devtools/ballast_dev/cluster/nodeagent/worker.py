@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from . import env, lifecycle, probes, sources, spec, status, volumes
-from .containers import ContainerRun, now, probe_passes
+from . import env, lifecycle, probes, sources, spec, status, termination, volumes
+from .containers import ContainerRun, empty_file, now, probe_passes
 from .lifecycle import InitOutcome
 from .probes import Probe
 from .spec import Container
+from .termination import InVolume, MessageFile, OwnFile
 
 if TYPE_CHECKING:
     from .agent import NodeAgent
@@ -105,8 +106,31 @@ class PodWorker:
                 mount.mount_path,
                 sys.prefix,
             )
+        path = container.termination_message_path
+        place = termination.message_file(
+            path, mounts, str(self.directory / "volumes"), hides_agent=self.agent.would_hide_itself(path)
+        )
+        message_file = self._message_file(run, place)
+        if isinstance(place, OwnFile) and message_file is not None:
+            mounts.append(volumes.Mount(str(message_file), place.target))
         cwd = container.working_dir or str(self.directory / "home")
-        run.launch(volumes.in_mount_namespace(argv, mounts, container.name), argv, environment, cwd)
+        run.launch(volumes.in_mount_namespace(argv, mounts, container.name), argv, environment, cwd, message_file)
+
+    def _message_file(self, run: ContainerRun, place: MessageFile) -> Path | None:
+        """This start's termination message file, empty: in its volume, or a file of this start."""
+        if isinstance(place, InVolume):
+            path = Path(place.host_path)
+            empty_file(path, within=Path(place.volume_dir))
+            return path
+        if isinstance(place, OwnFile):
+            path = self.directory / "containers" / run.name / f"termination-log-{run.restarts}"
+            empty_file(path, within=self.directory)
+            return path
+        if run.spec.termination_message_path != termination.DEFAULT_PATH:
+            log.info(
+                "%s/%s: %s gets no termination message file: %s", self.namespace, self.name, run.name, place.reason
+            )
+        return None
 
     # ---- probes ------------------------------------------------------------------------------------
     def _probe(self, probe: Probe, container: Container) -> bool:
