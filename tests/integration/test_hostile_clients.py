@@ -51,7 +51,8 @@ def request(url: str, body: bytes | None = None, headers: dict | None = None, ti
         with urllib.request.urlopen(req, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        with error:
+            return error.code, error.read()
 
 
 def stall(port: int, count: int) -> list[socket.socket]:
@@ -137,7 +138,8 @@ def test_stalled_clients_cannot_keep_alertmanager_out_of_the_webhook(cluster, na
     from ballast.adapters.metrics import OperatorMetrics
 
     port = free_port()
-    server = serve(connect(cluster.kubeconfig), OperatorMetrics(), "hook-secret", namespace, "127.0.0.1", port)
+    clients = connect(cluster.kubeconfig)
+    server = serve(clients, OperatorMetrics(), "hook-secret", namespace, "127.0.0.1", port)
     try:
         crowd = stall(port, WORKERS + 4)
         started = time.monotonic()
@@ -150,3 +152,5 @@ def test_stalled_clients_cannot_keep_alertmanager_out_of_the_webhook(cluster, na
             connection.close()
     finally:
         server.shutdown()
+        server.server_close()
+        clients.api.close()

@@ -329,11 +329,17 @@ def test_the_generated_crds_install_and_reject_invalid_objects_with_their_messag
             "ballast.dev", "v1alpha1", namespace, "finetuneruns", "ok", {"spec": {"training": {"epochs": 50}}}
         )
     assert "spec is immutable except approval" in str(caught.value.body)
-    approval = {"spec": {"approval": {"by": "ana", "at": "2026-11-26T12:00:00Z", "reason": "noise"}}}
-    patched = custom.patch_namespaced_custom_object(
-        "ballast.dev", "v1alpha1", namespace, "finetuneruns", "ok", approval
+    # Approval is the one field that may change (once the run is a Review, by the approver in their
+    # own name: the admission policy's rules, tested in test_trust.py).
+    model = {**pool["spec"]["baseModel"], "version": "ft_v1.1"}
+    custom.patch_namespaced_custom_object_status(
+        "ballast.dev", "v1alpha1", namespace, "finetuneruns", "ok", {"status": {"verdict": "Review", "model": model}}
     )
-    assert patched["spec"]["approval"]["by"] == "ana"
+    wire = {"by": "ballast-admin", "at": "2026-11-26T12:00:00Z", "reason": "noise", "modelDigest": model["digest"]}
+    patched = custom.patch_namespaced_custom_object(
+        "ballast.dev", "v1alpha1", namespace, "finetuneruns", "ok", {"spec": {"approval": wire}}
+    )
+    assert patched["spec"]["approval"]["by"] == "ballast-admin"
 
 
 def test_a_service_account_token_without_rights_gets_403_and_works_after_a_role_binding(kube, namespace, cluster):

@@ -93,7 +93,7 @@ def forged_documents(bucket: str, run: str, uid: str, base_digest: str) -> dict[
     )
     gates = [GateResult(name=n, verdict="Pass", reason="forged") for n in ("Gate1Regression", "Gate2NewSamples")]
     report = GateReport.model_validate(
-        {"run": run, "candidate": model, "base": base, "baseMap50": 0.0, "candidateMap50": 0.99, "mapDrop": 0}
+        {"run": run, "candidate": model, "base": base, "baseMap50": 0.0, "candidateMap50": 0.99}
         | {"map50Drop": -99.0, "dropUnit": "points", "detectionRate": 1.0, "perClassDetection": []}
         | {"gates": [g.to_wire() for g in gates], "verdict": "Pass"}
     )

@@ -157,6 +157,14 @@ def list_custom(clients: Clients, namespace: str, plural: str, selector: str | N
     return list(listing.get("items", []))
 
 
+def list_objects(clients: Clients, plural: str, namespaces: list[str] | None) -> list[dict[str, Any]]:
+    """Every object of one of our kinds in `namespaces` (None: in every namespace)."""
+    if namespaces is None:
+        listing: dict[str, Any] = clients.custom.list_cluster_custom_object(GROUP, VERSION, plural)  # type: ignore[assignment]
+        return list(listing.get("items", []))
+    return [item for namespace in namespaces for item in list_custom(clients, namespace, plural)]
+
+
 def get_custom(clients: Clients, namespace: str, plural: str, name: str) -> dict[str, Any] | None:
     try:
         return dict(clients.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name))

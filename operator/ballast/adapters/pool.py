@@ -50,6 +50,8 @@ def check_image(data: bytes, source: str = "image") -> str:
                 image.load()  # a truncated file fails here, not at open()
     except SampleError:
         raise
+    except Image.DecompressionBombError:  # Pillow's own, larger limit, met while reading the header
+        raise SampleError(f"{source}: over the {MAX_IMAGE_PIXELS} pixel limit") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as error:
         raise SampleError(f"{source}: not a decodable image ({error})") from None
     if kind not in IMAGE_FORMATS:

@@ -27,7 +27,9 @@ def run_operator(
         clusterwide=clusterwide,
         namespaces=namespaces,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(http_port=http_port, http_host=http_host, settings=settings),
+        memo=kopf.Memo(
+            http_port=http_port, http_host=http_host, settings=settings, namespaces=None if clusterwide else namespaces
+        ),
     )
 
 

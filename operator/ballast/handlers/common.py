@@ -47,6 +47,18 @@ class Context:
         return self.controller.cache.get(key)
 
 
+def find(ctx: Context, key: Key) -> dict[str, Any] | None:
+    """An object another one refers to: from the cache, or, when the cache has not seen it yet
+    (watches of different kinds arrive in any order, after a restart too), from the apiserver.
+    Nothing is concluded from a cache miss alone."""
+    body = ctx.controller.cache.get(key)
+    if body is None:
+        body = kube.get_custom(ctx.clients, key.namespace, key.kind, key.name)
+        if body is not None:
+            ctx.controller.cache.put(key, body)
+    return body
+
+
 def now() -> datetime:
     return datetime.now(UTC)
 

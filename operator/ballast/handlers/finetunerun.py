@@ -19,7 +19,7 @@ from ballast.api.contracts import GateReport, RunPlan, StageError, TrainResult, 
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from ballast.api.samples import parse_manifest
-from ballast.handlers.common import POOLS, RUNS, Context, created_at, now, pool_runs, post, write_status
+from ballast.handlers.common import POOLS, RUNS, Context, created_at, find, now, pool_runs, post, write_status
 from ballast.handlers.runtime import DONE, Key, Outcome
 from ballast.policy.finetunerun import (
     JobState,
@@ -124,7 +124,7 @@ def observe(
     if status.phase in ("Succeeded", "Failed"):
         authorized = _approval_authorized(ctx, key, spec) if status.verdict == "Review" else None
         return RunObservation(**base, pool_problem=None, approval_authorized=authorized), None, None
-    pool_body = ctx.body(Key(POOLS, key.namespace, spec.pool))
+    pool_body = find(ctx, Key(POOLS, key.namespace, spec.pool))
     if pool_body is None:
         problem = (Reason.POOL_NOT_FOUND, f"FineTunePool {spec.pool} not found in {key.namespace}")
         return RunObservation(**base, pool_problem=problem), None, None

@@ -15,7 +15,7 @@ from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch
 from ballast.api.conditions import Reason
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus
-from ballast.handlers.common import POOLS, Context, now, pool_runs, post, write_status
+from ballast.handlers.common import POOLS, Context, find, now, pool_runs, post, write_status
 from ballast.handlers.runtime import DONE, Key, Outcome
 from ballast.policy.manifests import deployment_patch
 from ballast.policy.modelrelease import (
@@ -29,7 +29,7 @@ from ballast.policy.modelrelease import (
 
 
 def observe(ctx: Context, key: Key, body: dict[str, Any], spec: ModelReleaseSpec) -> ReleaseObservation:
-    pool_body = ctx.body(Key(POOLS, key.namespace, spec.pool))
+    pool_body = find(ctx, Key(POOLS, key.namespace, spec.pool))
     pool, pool_status = None, None
     if pool_body is not None:
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import kopf
 
 from ballast.adapters.http import serve
-from ballast.adapters.kube import Conflict, connect
+from ballast.adapters.kube import Conflict, connect, list_objects
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.handlers import finetunepool, finetunerun, modelrelease
 from ballast.handlers.common import KINDS, POOLS, RELEASES, RUNS, Context, Settings
@@ -43,6 +43,17 @@ def build_context(settings: Settings, metrics: OperatorMetrics | None) -> Contex
     return context
 
 
+def prime(context: Context, namespaces: list[str] | None) -> None:
+    """Fill the cache with every object of the three kinds before the first reconcile (an
+    informer's initial list): a pool must never decide while its runs are still unseen."""
+    for plural in (POOLS, RUNS, RELEASES):
+        for body in list_objects(context.clients, plural, namespaces):
+            meta = body["metadata"]
+            key = Key(plural, meta["namespace"], meta["name"])
+            context.controller.cache.put(key, body)
+            context.controller.enqueue([key])
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Events are posted explicitly by the reconcilers ("Created Job x"); not every log line.
@@ -59,6 +70,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     context = build_context(operator_settings, metrics)
     memo["context"] = context
     memo["controller"] = context.controller
+    prime(context, memo.get("namespaces"))
     context.controller.start()
     port = memo.get("http_port")
     if port is not None:

@@ -162,8 +162,9 @@ class _Builder:
 
 
 def _fail(obs: RunObservation, reason: Reason, message: str, stage: Stage | None = None) -> RunAction:
+    """Failed, the message starting with the reason (kubectl shows the message, not the events)."""
     builder = _Builder(obs)
-    message = message[:1000]
+    message = (message if message.startswith(f"{reason}:") else f"{reason}: {message}")[:1000]
     if stage in ("train", "rebase"):
         builder.condition(RunCondition.TRAINED, False, Reason.JOB_FAILED, message)
     status = builder.status(phase="Failed", message=message, finished_at=obs.now)
