@@ -39,5 +39,7 @@ def test_every_sample_manifest_applies_cleanly(kube, namespace, cluster):
     written = yaml.safe_load((ROOT / "samples" / "finetunepool.yaml").read_text())
     assert pool["spec"]["training"] == {**pool["spec"]["training"], **written["spec"]["training"]}
     run = custom.get_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetuneruns", "invoices-manual-1")
-    assert run["spec"]["mixing"]["oldSampleCap"] == 3000  # a default the apiserver filled in
+    assert pool["spec"]["mixing"]["oldSampleCap"] == 3000  # a default the apiserver filled in
+    assert run["spec"]["kind"] == "FineTune"  # so is this one
+    assert "gates" not in run["spec"] and "mixing" not in run["spec"]  # the run takes its pool's
     custom.get_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "modelreleases", "invoices-detector")

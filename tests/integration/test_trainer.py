@@ -223,6 +223,7 @@ def test_a_plan_carrying_a_verified_base_figure_is_not_measured_again(trained, c
         map50=first.base_map50,
     )
     again = plan.evolve(run_uid="uid-again", base_evaluation=known)
+    store.copy(files(plan).train_result, files(again).train_result)  # the same training, judged again
     completed = run_trainer(cluster, "gate", put_plan(store, again), trained["tmp"] / "again")
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "base mAP50 from the plan" in completed.stdout

@@ -26,6 +26,16 @@ class Refused(RuntimeError):
     """The plan asks for something the seed's rules forbid; the run fails with this reason."""
 
 
+class PlanRefused(Refused):
+    """The plan in the bucket is not the one on the Job's command line. Nothing in it is trusted,
+    so the error is recorded beside the plan's key rather than where the plan says."""
+
+    def __init__(self, message: str, store: ObjectStore, plan_key: str) -> None:
+        super().__init__(message)
+        self.store = store
+        self.plan_key = plan_key
+
+
 def log(message: str) -> None:
     print(f"{datetime.now(UTC):%H:%M:%S} {message}", flush=True)
 
@@ -69,7 +79,9 @@ def open_plan(plan_uri: str, plan_digest: str, workdir: Path) -> Context:
     network = offline.audit({raw_store.endpoint.rsplit(":", 1)[0]})
     raw = raw_store.get(key)
     if digest_bytes(raw) != plan_digest:
-        raise Refused(f"the plan at {plan_uri} is not the one this Job was given (digest {plan_digest[:19]}...)")
+        raise PlanRefused(
+            f"the plan at {plan_uri} is not the one this Job was given (digest {plan_digest[:19]}...)", raw_store, key
+        )
     plan = RunPlan.model_validate(json.loads(raw))
     store = ObjectStore.from_env(bucket, plan.prefix, patience=STORE_PATIENCE_SECONDS, log=log)
     log(
@@ -97,12 +109,15 @@ def fail(context: Context | None, stage: str, error: BaseException) -> int:
     """Record why the stage failed where the operator reads it, and exit non-zero."""
     message = f"{type(error).__name__}: {error}"
     log(f"{stage} failed: {message}")
-    if context is not None:
-        document = StageError(stage=stage, reason="Refused" if isinstance(error, Refused) else "Error", message=message)  # type: ignore[arg-type]
-        try:
+    document = StageError(stage=stage, reason="Refused" if isinstance(error, Refused) else "Error", message=message)  # type: ignore[arg-type]
+    try:
+        if context is not None:
             context.put_json(artifacts(context.plan).error(stage), document)
-        except Exception as upload_error:  # the store may be what failed
-            log(f"could not record the error: {upload_error}")
+        elif isinstance(error, PlanRefused):
+            error_key = layout.beside(error.plan_key, f"{stage}-error.json")
+            error.store.put(error_key, canonical_json(document), "application/json")
+    except Exception as upload_error:  # the store may be what failed
+        log(f"could not record the error: {upload_error}")
     return 3 if isinstance(error, Refused) else 1
 
 

@@ -16,7 +16,6 @@ import json
 import logging
 import threading
 from datetime import UTC, datetime
-from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,7 +28,7 @@ from ballast.api.alerts import AlertmanagerPayload
 from ballast.api.common import GROUP, VERSION
 from ballast.api.conditions import Reason
 from ballast.api.finetunepool import PLURAL as POOL_PLURAL
-from ballast.policy.alerts import PoolAlert, pool_alerts
+from ballast.policy.alerts import PoolAlert, alert_status_patch, pool_alerts
 from ballast.policy.conditions import Event
 
 log = logging.getLogger("ballast.http")
@@ -41,11 +40,7 @@ def record_alert(kube: Clients, alert: PoolAlert) -> bool:
     pool = get_custom(kube, alert.namespace, POOL_PLURAL, alert.pool)
     if pool is None:
         return False
-    status = pool.get("status") or {}
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    patch: dict[str, Any] = {"lastAlert": alert.alertname, "lastAlertTime": stamp}
-    if not status.get("pendingAlert"):  # a repeated alert does not restart the clock
-        patch |= {"pendingAlert": alert.alertname, "pendingAlertTime": stamp}
+    patch = alert_status_patch(pool.get("status") or {}, alert, datetime.now(UTC))
     kube.custom.patch_namespaced_custom_object_status(
         GROUP, VERSION, alert.namespace, POOL_PLURAL, alert.pool, {"status": patch}
     )
