@@ -312,6 +312,19 @@ def test_the_generated_crds_install_and_reject_invalid_objects_with_their_messag
         },
     }
     assert "old-sample counts must not decrease" in rejected(falling)
+    nothing_to_judge = {
+        **pool,
+        "metadata": {"name": "nothing-to-judge"},
+        "spec": {**pool["spec"], "gates": {"newSamples": {"judgeOn": "heldOut", "holdoutShare": 0}}},
+    }
+    refusal = rejected(nothing_to_judge)
+    assert "judgeOn: heldOut needs holdoutShare" in refusal and "spec.gates.newSamples" in refusal
+    held_out = {
+        **pool,
+        "metadata": {"name": "held-out"},
+        "spec": {**pool["spec"], "gates": {"newSamples": {"judgeOn": "heldOut", "holdoutShare": 0.3}}},
+    }
+    custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetunepools", held_out)
 
     run = {
         "apiVersion": "ballast.dev/v1alpha1",

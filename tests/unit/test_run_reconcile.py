@@ -8,10 +8,11 @@ import pytest
 
 from ballast.api.common import Approval, ModelRef
 from ballast.api.conditions import Reason
-from ballast.api.contracts import BaseEvaluation, GateReport, GateResult, RunPlan, TrainResult
+from ballast.api.contracts import BaseEvaluation, GateReport, GateResult, RunPlan, ServingComparison, TrainResult
 from ballast.api.finetunerun import FineTuneRunStatus, PlanSummary, SampleSnapshot
-from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
-from ballast.policy.finetunerun import JobState, JobView, RunObservation, RunStep, decide_run, planned
+from ballast.api.params import GateThresholds, NewSampleGate, RebaseParams, TrainingParams
+from ballast.api.samples import SampleRef
+from ballast.policy.finetunerun import JobState, JobView, RunAction, RunObservation, RunStep, decide_run, planned
 
 from .builders import BASE, DIGEST, T0, a_pool_spec, a_run_spec
 
@@ -276,6 +277,71 @@ def test_a_measured_base_figure_is_kept_in_the_runs_evidence_for_the_pool() -> N
     assert evaluation is not None and (evaluation.base_digest, evaluation.map50) == (BASE["digest"], 0.9)
 
 
+HELD_OUT = [
+    SampleRef(image=f"pool/p/samples/h{i}/image.png", image_digest=DIGEST, label_digest=DIGEST) for i in range(10)
+]
+SERVING = ModelRef(version="ft_v1.1", uri="s3://b/models/p/ft_v1.1/model.pt", digest="sha256:" + "12" * 32)
+WITH_HELD_OUT = PLAN_DOC.evolve(held_out_samples=HELD_OUT)
+WITH_SERVING = WITH_HELD_OUT.evolve(serving_model=SERVING)
+
+
+def serving(rate: float, held_out: float | None) -> ServingComparison:
+    return ServingComparison(model=SERVING, map50=0.9, detection_rate=rate, held_out_detection_rate=held_out)
+
+
+def judged(report: GateReport, plan: RunPlan) -> RunAction:
+    return decide_run(observe(TRAINED, gate=job(JobState.SUCCEEDED), gate_report=report, plan=plan))
+
+
+@pytest.mark.parametrize(
+    ("report", "plan"),
+    [
+        pytest.param(
+            a_report(held_out_detection_rate=0.9), PLAN_DOC, id="a held-out figure when the plan held none out"
+        ),
+        pytest.param(a_report(), WITH_HELD_OUT, id="no held-out figure when the plan held some out"),
+        pytest.param(
+            a_report(detection_rate=0.9, held_out_detection_rate=0.7),
+            WITH_HELD_OUT.evolve(gates=GateThresholds(new_samples=NewSampleGate(judge_on="heldOut"))),
+            id="judging all documents when the pool judges the held-out ones",
+        ),
+        pytest.param(
+            a_report(serving=serving(0.5, None)), PLAN_DOC, id="figures for a serving model the plan did not name"
+        ),
+        pytest.param(
+            a_report(held_out_detection_rate=0.9), WITH_SERVING, id="no figures for the serving model the plan named"
+        ),
+        pytest.param(
+            a_report(held_out_detection_rate=0.9, serving=serving(0.5, None)),
+            WITH_SERVING,
+            id="the serving model measured on other documents than the candidate",
+        ),
+    ],
+)
+def test_a_gate_report_that_does_not_fit_its_plan_is_refused(report: GateReport, plan: RunPlan) -> None:
+    action = judged(report, plan)
+    assert (action.step, action.events[0].reason) == (RunStep.FAIL, "ResultUnverified")
+
+
+@pytest.mark.parametrize(
+    ("candidate_held_out", "serving_figures", "verdict"),
+    [
+        pytest.param(0.7, (0.6, 0.85), "Review", id="worse than serving on the held-out documents: Review at best"),
+        pytest.param(0.9, (0.95, 0.85), "Pass", id="better on the held-out documents, though worse on all: Pass"),
+    ],
+)
+def test_a_candidate_is_compared_with_the_serving_model_on_documents_neither_trained_on(
+    candidate_held_out: float, serving_figures: tuple, verdict: str
+) -> None:
+    report = a_report(detection_rate=0.9, held_out_detection_rate=candidate_held_out, serving=serving(*serving_figures))
+    action = judged(report, WITH_SERVING)
+    assert action.status.verdict == verdict and action.status.gates.gate2 == verdict
+    assert action.status.gates.serving_held_out_detection_rate == serving_figures[1]
+    gate2 = next(c for c in action.status.conditions if c.type == "Gate2NewSamples")
+    assert "(10 held out of training)" in gate2.message
+    assert ("serves now" in gate2.message) is (verdict == "Review")
+
+
 @pytest.mark.parametrize(
     ("observation", "reason"),
     [
@@ -332,6 +398,10 @@ def test_results_are_trusted_only_as_the_operators_own_jobs_reported_them(
         ),
         pytest.param({"newSamples": {"minDetectionRate": 0.0}}, None, True, id="a lower detection rate is refused"),
         pytest.param({"regression": {"passBelow": 0.5, "rejectAbove": 2}}, None, False, id="stricter gates are fine"),
+        pytest.param({"newSamples": {"holdoutShare": 0.0}}, None, True, id="holding out fewer new samples is refused"),
+        pytest.param(
+            {"newSamples": {"judgeOn": "heldOut"}}, None, False, id="judging only the held-out documents is stricter"
+        ),
         pytest.param(
             None, {"table": [{"newSamples": 10, "multiplier": 1}]}, True, id="a smaller anchor draw is refused"
         ),

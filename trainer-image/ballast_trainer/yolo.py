@@ -99,6 +99,19 @@ def match_boxes(
     return found
 
 
+def combined(a: DetectionRate, b: DetectionRate) -> DetectionRate:
+    """The rate over both sets of documents together."""
+    per_class = {
+        name: (
+            a.per_class.get(name, (0, 0))[0] + b.per_class.get(name, (0, 0))[0],
+            a.per_class.get(name, (0, 0))[1] + b.per_class.get(name, (0, 0))[1],
+        )
+        for name in set(a.per_class) | set(b.per_class)
+    }
+    found, total = a.found + b.found, a.total + b.total
+    return DetectionRate(found / total if total else 0.0, found, total, per_class)
+
+
 def detection_rate(
     weights: Path,
     images: list[Path],

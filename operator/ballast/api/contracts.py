@@ -86,7 +86,15 @@ class RunPlan(Model):
     )
     new_version: str = Field(description="Version name the run's model gets (ft_vN.M or base_vN+1).")
     seed: int
-    new_samples: list[SampleRef] = Field(description="The pool snapshot: every verified sample.")
+    new_samples: list[SampleRef] = Field(
+        description="The pool samples trained on (the snapshot but the held-out ones)."
+    )
+    held_out_samples: list[SampleRef] = Field(
+        default_factory=list, description="Pool samples kept out of training: the gate's unseen new documents."
+    )
+    serving_model: ModelRef | None = Field(
+        None, description="The model a release of this pool serves now: the gate measures it beside the candidate."
+    )
     old_samples: list[SampleRef] = Field(description="Anchor samples drawn for this run (all of them for a rebase).")
     test_manifest: str
     test_manifest_digest: Digest | None = Field(
@@ -148,9 +156,19 @@ class ClassResult(Model):
     name: str
     base_ap50: float | None = None
     candidate_ap50: float | None = None
-    detection_rate: float | None = None
+    detection_rate: float | None = Field(None, description="On the new documents Gate 2 judges.")
+    held_out_detection_rate: float | None = Field(None, description="On the held-out new documents only.")
     instances: int = 0
     verdict: Verdict | None = None
+
+
+class ServingComparison(Model):
+    """The model serving now, measured by the same gate on the same documents as the candidate."""
+
+    model: ModelRef
+    map50: float
+    detection_rate: float = Field(description="On the new documents Gate 2 judges.")
+    held_out_detection_rate: float | None = Field(None, description="On the held-out new documents, when any.")
 
 
 class GateResult(Model):
@@ -170,8 +188,11 @@ class GateReport(Model):
     candidate_map50: float
     map50_drop: float
     drop_unit: Literal["points", "percent"]
-    detection_rate: float
-    base_detection_rate: float | None = Field(None, description="The base model's rate on the same samples.")
+    detection_rate: float = Field(description="On the new documents Gate 2 judges (gates.newSamples.judgeOn).")
+    trained_detection_rate: float | None = Field(None, description="On the new documents the candidate trained on.")
+    held_out_detection_rate: float | None = Field(None, description="On the held-out new documents (None: none).")
+    base_detection_rate: float | None = Field(None, description="The base model's rate on the judged documents.")
+    serving: ServingComparison | None = None
     per_class_detection: list[ClassResult]
     per_class_ab: list[ClassResult] = Field(default_factory=list)
     gates: list[GateResult] = Field(description="The trainer's own reading, for its log; the operator ignores it.")

@@ -65,7 +65,8 @@ class FineTuneRunSpec(Model):
 
 
 class PlanSummary(StatusModel):
-    new_samples: int
+    new_samples: int = Field(description="New samples trained on.")
+    held_out_samples: int = Field(0, description="New samples kept out of training, for Gate 2's unseen evidence.")
     old_samples: int
     rule: str = Field(description="The mixing rule applied, e.g. `50 new: 20x (table row 50)`.")
     seed: int
@@ -91,7 +92,14 @@ class GateEvidence(StatusModel):
     candidate_map50: float | None = None
     map50_drop: float | None = Field(None, description="Drop in the regression gate's unit (points or percent).")
     drop_unit: str | None = None
-    detection_rate: float | None = None
+    detection_rate: float | None = Field(None, description="Gate 2's figure: on the new documents it judges.")
+    trained_detection_rate: float | None = Field(None, description="On the new documents trained on.")
+    held_out_detection_rate: float | None = Field(None, description="On the held-out new documents.")
+    serving_detection_rate: float | None = Field(None, description="The serving model's rate on the same documents.")
+    serving_held_out_detection_rate: float | None = Field(
+        None, description="The serving model's rate on the held-out new documents."
+    )
+    serving_model: str | None = Field(None, description="The model serving when the run was planned.")
     gate1: Verdict | None = None
     gate2: Verdict | None = None
     gate3: Verdict | None = None

@@ -148,11 +148,42 @@ class RegressionGate(Model):
 
 
 class NewSampleGate(Model):
-    """Gate 2: detection rate on the new failure samples."""
+    """Gate 2: detection rate on the new failure samples.
+
+    A share of the new samples is held out from training (by each image's digest, so a sample is
+    on the same side in every run of the pool), never so many that fewer than 50 are trained on:
+    the gate then reports detection on documents the model learned from and on documents it
+    never saw. `judgeOn` says which Gate 2 judges: `all` (the seed's "the new failure documents":
+    both) or `heldOut` (only the unseen ones; the trained ones when none could be held out). A
+    candidate that finds less than the model serving now is never better than Review; the two
+    are compared on the held-out documents when there are some (neither trained on them).
+    """
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.judgeOn) || self.judgeOn != 'heldOut' || !has(self.holdoutShare)"
+                    " || self.holdoutShare > 0.0",
+                    "message": "judgeOn: heldOut needs holdoutShare > 0",
+                }
+            ]
+        }
+    }
 
     min_detection_rate: float = Field(0.80, ge=0, le=1, description="A rate above this passes; otherwise review.")
     confidence: float = Field(0.25, gt=0, lt=1, description="A prediction counts only at or above this confidence.")
     iou: float = Field(0.5, gt=0, lt=1, description="A ground-truth box is found at this IoU with the right class.")
+    holdout_share: float = Field(
+        0.2, ge=0, le=0.5, description="Share of the new samples kept out of training, as unseen evidence (0: none)."
+    )
+    judge_on: Literal["all", "heldOut"] = Field("all", description="The new documents Gate 2 judges: all, or held out.")
+
+    @model_validator(mode="after")
+    def _held_out_needs_a_share(self) -> NewSampleGate:
+        if self.judge_on == "heldOut" and self.holdout_share == 0:
+            raise ValueError("judgeOn: heldOut needs holdoutShare > 0 (none would be held out to judge)")
+        return self
 
 
 class ABGate(Model):

@@ -13,6 +13,7 @@ from ballast.adapters.metrics import OperatorMetrics
 from ballast.api.common import StatusModel
 from ballast.api.conditions import RunCondition
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
+from ballast.api.modelrelease import ModelReleaseStatus
 from ballast.handlers.runtime import Controller, Key
 from ballast.policy.conditions import Event
 from ballast.policy.finetunepool import run_number
@@ -128,6 +129,12 @@ def run_summary(body: dict[str, Any]) -> RunSummary:
         report_uri=status.gates.report_uri,
         base_evaluation=status.gates.base_evaluation,
     )
+
+
+def pool_releases(ctx: Context, namespace: str, pool: str) -> list[ModelReleaseStatus]:
+    """The statuses of the ModelReleases that serve the pool's models."""
+    bodies = ctx.controller.cache.list(RELEASES, namespace, lambda b: b.get("spec", {}).get("pool") == pool)
+    return [ModelReleaseStatus.model_validate(b.get("status") or {}) for b in bodies]
 
 
 def pool_runs(ctx: Context, namespace: str, pool: str) -> tuple[RunSummary, ...]:

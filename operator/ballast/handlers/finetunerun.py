@@ -19,7 +19,18 @@ from ballast.api.contracts import GateReport, RunPlan, StageError, TrainResult, 
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
 from ballast.api.samples import parse_manifest
-from ballast.handlers.common import POOLS, RUNS, Context, created_at, find, now, pool_runs, post, write_status
+from ballast.handlers.common import (
+    POOLS,
+    RUNS,
+    Context,
+    created_at,
+    find,
+    now,
+    pool_releases,
+    pool_runs,
+    post,
+    write_status,
+)
 from ballast.handlers.runtime import DONE, Key, Outcome
 from ballast.policy.finetunerun import (
     JobState,
@@ -32,7 +43,7 @@ from ballast.policy.finetunerun import (
     training_stage,
 )
 from ballast.policy.manifests import Stage, build_job, job_name
-from ballast.policy.plan import build_plan, finetune_number, plan_summary
+from ballast.policy.plan import build_plan, finetune_number, plan_summary, serving_model
 
 
 def artifacts(body: dict[str, Any]) -> layout.RunArtifacts:
@@ -190,6 +201,7 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
         number=finetune_number(runs, obs.spec, scope.key.name, created_at(scope.body)),
         test_manifest_digest=digest_bytes(test_manifest),
         evaluations=evaluations,
+        serving=serving_model(pool_releases(scope.ctx, scope.key.namespace, obs.spec.pool)),
     )
     raw = canonical_json(plan)
     store.put(files.plan, raw, "application/json")

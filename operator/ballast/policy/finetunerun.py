@@ -303,7 +303,8 @@ def _record_verdict(obs: RunObservation, builder: _Builder, report: GateReport, 
 def planned(obs: RunObservation, summary: PlanSummary, version: str) -> RunAction:
     """The PLAN step's outcome once the plan is written: its summary in status, Planned, an event."""
     builder = _Builder(obs)
-    message = f"{summary.new_samples} new + {summary.old_samples} old samples, seed {summary.seed} -> {version}"
+    held = f" (+{summary.held_out_samples} held out)" if summary.held_out_samples else ""
+    message = f"{summary.new_samples} new{held} + {summary.old_samples} old samples, seed {summary.seed} -> {version}"
     builder.condition(RunCondition.PLANNED, True, Reason.PLAN_WRITTEN, message)
     status = builder.status(
         phase="Planning",

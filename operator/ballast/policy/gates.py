@@ -43,9 +43,51 @@ def regression_gate(base_map50: float, candidate_map50: float, gate: RegressionG
     return GateDecision("Review", f"{shown} between {gate.pass_below:g} and {gate.reject_above:g}")
 
 
-def new_sample_gate(detection_rate: float, gate: NewSampleGate) -> GateDecision:
-    """Gate 2: a detection rate above the minimum passes; at or below it, review."""
-    shown = f"detection rate {detection_rate:.4f}"
+@dataclass(frozen=True)
+class VersusServing:
+    """The candidate and the model serving now, each measured on the same new documents."""
+
+    version: str
+    candidate: float
+    serving: float
+    documents: str  # which: "held-out" (neither model trained on them) or "judged"
+
+
+def versus_serving(
+    version: str,
+    candidate: tuple[float, float | None],
+    serving: tuple[float, float | None],
+) -> VersusServing:
+    """Compare on the held-out documents when both models were measured there (the candidate
+    trained on the others, so they flatter it), else on the documents Gate 2 judges.
+    `candidate`, `serving`: (rate on the judged documents, rate on the held-out ones or None)."""
+    if candidate[1] is not None and serving[1] is not None:
+        return VersusServing(version, candidate[1], serving[1], "held-out")
+    return VersusServing(version, candidate[0], serving[0], "judged")
+
+
+def judged_documents(gate: NewSampleGate, trained: int, held_out: int) -> str:
+    """Which new documents Gate 2's rate is measured on, in words."""
+    if held_out == 0:
+        return f"the {trained} new documents trained on (none held out)"
+    if gate.judge_on == "heldOut":
+        return f"the {held_out} held-out new documents"
+    return f"all {trained + held_out} new documents ({held_out} held out of training)"
+
+
+def new_sample_gate(
+    detection_rate: float, gate: NewSampleGate, serving: VersusServing | None = None, documents: str = ""
+) -> GateDecision:
+    """Gate 2: a detection rate above the minimum passes; at or below it, review. A candidate that
+    finds less on the new documents than the model serving now is at best a Review: releasing it
+    would make production worse at what users reported."""
+    shown = f"detection rate {detection_rate:.4f}" + (f" on {documents}" if documents else "")
+    if serving is not None and serving.candidate < serving.serving:
+        return GateDecision(
+            "Review",
+            f"{shown}; on the {serving.documents} new documents it finds {serving.candidate:.4f} < "
+            f"{serving.serving:.4f} of {serving.version}, which serves now: worse than production",
+        )
     if detection_rate > gate.min_detection_rate:
         return GateDecision("Pass", f"{shown} > {gate.min_detection_rate:g}")
     return GateDecision("Review", f"{shown} <= {gate.min_detection_rate:g}: check label quality or train more")
@@ -101,6 +143,8 @@ def judge(
     detection_rate: float,
     per_class_ab: Sequence[ClassAP],
     gates: GateThresholds,
+    serving: VersusServing | None = None,
+    documents: str = "",
 ) -> Judgement:
     """Gates 1-3 with the run's thresholds. The figures are all that is taken from the report:
     its own verdicts are never read. Gate 3 switched on without A/B figures asks for review."""
@@ -113,7 +157,7 @@ def judge(
         )
     return Judgement(
         gate1=regression_gate(base_map50, candidate_map50, gates.regression),
-        gate2=new_sample_gate(detection_rate, gates.new_samples),
+        gate2=new_sample_gate(detection_rate, gates.new_samples, serving, documents),
         gate3=gate3,
         base_map50=base_map50,
         map50_drop=map50_drop(base_map50, candidate_map50, gates.regression.unit),

@@ -6,11 +6,13 @@ import hashlib
 from collections.abc import Sequence
 from datetime import datetime
 
+from ballast.api.common import ModelRef
 from ballast.api.contracts import BaseEvaluation, RunPlan
 from ballast.api.finetunepool import FineTunePoolSpec
 from ballast.api.finetunerun import FineTuneRunSpec, PlanSummary
+from ballast.api.modelrelease import ModelReleaseStatus
 from ballast.api.samples import SampleRef
-from ballast.policy.finetunerun import RunSummary
+from ballast.policy.finetunerun import MIN_FINETUNE_SAMPLES, RunSummary
 from ballast.policy.mixing import draw_old_samples, old_sample_count
 from ballast.policy.recipe import effective_recipe
 from ballast.policy.versions import finetune_version, next_base_version
@@ -47,6 +49,45 @@ def known_base_figure(
     return None
 
 
+def holdout_position(image_digest: str) -> float:
+    """A sample's fixed place in [0, 1), from its image's content digest."""
+    return int(hashlib.sha256(image_digest.encode()).hexdigest()[:16], 16) / 2**64
+
+
+def hold_out(refs: list[SampleRef], share: float, keep: int) -> tuple[list[SampleRef], list[SampleRef]]:
+    """(trained, held out). A sample is held out when its image's position is below `share`, so a
+    sample stays on the same side in every run of the pool as the pool grows: a document one run
+    calls unseen was not trained on by an earlier run either (copies of an image go together).
+    Never fewer than `keep` are left to train on: in a small pool the held-out samples with the
+    highest positions are trained on instead (only then can a side change between runs)."""
+    groups: dict[str, list[SampleRef]] = {}
+    for ref in refs:
+        groups.setdefault(ref.image_digest, []).append(ref)
+    room = len(refs) - keep
+    held: set[str] = set()
+    for digest in sorted(groups, key=holdout_position):
+        if holdout_position(digest) >= share:
+            break
+        if len(groups[digest]) <= room:
+            held.add(digest)
+            room -= len(groups[digest])
+    return [r for r in refs if r.image_digest not in held], [r for r in refs if r.image_digest in held]
+
+
+def serving_model(releases: Sequence[ModelReleaseStatus]) -> ModelRef | None:
+    """The model the pool's releases serve now, whatever their phase (a Blocked or RolledBack
+    release still serves its current model); the most recently released one when several do."""
+    serving = [
+        record
+        for status in releases
+        if status.current_model
+        for record in status.history
+        if record.model.version == status.current_model
+    ]
+    latest = max(serving, key=lambda r: r.released_at, default=None)
+    return latest.model if latest else None
+
+
 def build_plan(
     *,
     run: str,
@@ -58,17 +99,21 @@ def build_plan(
     number: int,
     test_manifest_digest: str,
     evaluations: Sequence[BaseEvaluation] = (),
+    serving: ModelRef | None = None,
 ) -> RunPlan:
-    """Everything the training Job needs, frozen: the same inputs always give the same plan.
+    """Everything the training Job needs, frozen: the same inputs (samples, anchor, releases,
+    figures) always give the same plan.
 
     The run's own training, mixing and gates where it has them (decide_run refused any looser
     than the pool's), the pool's elsewhere; the trainer image is not part of it."""
     seed = recorded_seed(spec, uid)
     recipe = effective_recipe(spec, pool)
+    held_out: list[SampleRef] = []
     if spec.kind == "Rebase":
         old, rule = anchor, f"{len(new)} new + all {len(anchor)} anchor samples (rebase from scratch)"
         version = next_base_version(spec.base_model.version)
     else:
+        new, held_out = hold_out(new, recipe.gates.new_samples.holdout_share, MIN_FINETUNE_SAMPLES)
         mix = old_sample_count(len(new), recipe.mixing)
         count, rule = mix.old_samples, mix.rule
         if count > len(anchor):
@@ -76,6 +121,8 @@ def build_plan(
         drawn = set(draw_old_samples([r.image for r in anchor], count, seed))
         old = [r for r in anchor if r.image in drawn]
         version = finetune_version(spec.base_model.version, number)
+        if held_out:
+            rule = f"{rule}; {len(held_out)} more new held out of training for Gate 2"
     return RunPlan(
         run=run,
         run_uid=uid,
@@ -88,6 +135,8 @@ def build_plan(
         new_version=version,
         seed=seed,
         new_samples=new,
+        held_out_samples=held_out,
+        serving_model=serving,
         old_samples=old,
         test_manifest=pool.anchor.test_manifest,
         test_manifest_digest=test_manifest_digest,
@@ -104,6 +153,7 @@ def build_plan(
 def plan_summary(plan: RunPlan, digest: str, uri: str) -> PlanSummary:
     return PlanSummary(
         new_samples=len(plan.new_samples),
+        held_out_samples=len(plan.held_out_samples),
         old_samples=len(plan.old_samples),
         rule=plan.mixing_rule,
         seed=plan.seed,

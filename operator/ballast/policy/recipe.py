@@ -52,6 +52,10 @@ def looser_gates(run: GateThresholds, pool: GateThresholds) -> list[str]:
         found.append(f"gates.newSamples.confidence {new.confidence:g} < the pool's {pool_new.confidence:g}")
     if new.iou < pool_new.iou:
         found.append(f"gates.newSamples.iou {new.iou:g} < the pool's {pool_new.iou:g}")
+    if new.holdout_share < pool_new.holdout_share:
+        found.append(f"gates.newSamples.holdoutShare {new.holdout_share:g} < the pool's {pool_new.holdout_share:g}")
+    if pool_new.judge_on == "heldOut" and new.judge_on != "heldOut":
+        found.append(f"gates.newSamples.judgeOn {new.judge_on} (the pool judges the held-out documents)")
     ab, pool_ab = run.ab_comparison, pool.ab_comparison
     if pool_ab.enabled and not ab.enabled:
         found.append("gates.abComparison.enabled false (the pool runs Gate 3)")

@@ -12,7 +12,7 @@ from ballast.api import layout
 from ballast.api.common import ModelRef
 from ballast.api.contracts import BaseEvaluation, GateReport, GateResult, RunPlan, TrainResult
 from ballast.api.finetunerun import ClassGateRow, GateEvidence
-from ballast.policy.gates import ClassAP, Judgement, judge
+from ballast.policy.gates import ClassAP, Judgement, judge, judged_documents, versus_serving
 
 
 def expected_uri(plan: RunPlan, key: str) -> str:
@@ -43,6 +43,36 @@ def gate_report_problem(report: GateReport, plan: RunPlan, candidate: ModelRef) 
         return "the gate report compared against another base than the plan's"
     if not report.base_measured and plan.base_evaluation is None:
         return "the gate report did not measure the base, and the plan gave it no figure"
+    return new_documents_problem(report, plan) or serving_problem(report, plan)
+
+
+def new_documents_problem(report: GateReport, plan: RunPlan) -> str | None:
+    """Why the report's Gate 2 figures do not fit the plan's new documents (None: they do)."""
+    held = len(plan.held_out_samples)
+    if (report.held_out_detection_rate is not None) != bool(held):
+        return f"the gate report's held-out figure does not match the plan's {held} held-out samples"
+    if not held and report.trained_detection_rate not in (None, report.detection_rate):
+        return "with none held out, Gate 2 judges the trained documents, and the report says otherwise"
+    if (
+        held
+        and plan.gates.new_samples.judge_on == "heldOut"
+        and report.detection_rate != report.held_out_detection_rate
+    ):
+        return "Gate 2 judges the held-out documents (judgeOn: heldOut), and the report judged others"
+    return None
+
+
+def serving_problem(report: GateReport, plan: RunPlan) -> str | None:
+    """Why the report's serving model figures are not the ones the plan asked for (None: they are)."""
+    if plan.serving_model is None:
+        return "the gate report measured a serving model the plan did not name" if report.serving else None
+    if report.serving is None or report.serving.model != plan.serving_model:
+        return "the gate report did not measure the serving model the plan named"
+    if (report.serving.held_out_detection_rate is None) != (report.held_out_detection_rate is None):
+        return "the gate report measured the serving model and the candidate on different new documents"
+    serves_the_base = plan.base_model is not None and report.serving.model.digest == plan.base_model.digest
+    if serves_the_base and report.serving.detection_rate != report.base_detection_rate:
+        return "the serving model is the base, and the report gives it two different detection rates"
     return None
 
 
@@ -53,7 +83,16 @@ def base_figure(report: GateReport, plan: RunPlan) -> float:
 
 def judge_report(report: GateReport, plan: RunPlan) -> Judgement:
     rows = [ClassAP(r.name, r.base_ap50 or 0.0, r.candidate_ap50 or 0.0) for r in report.per_class_ab]
-    return judge(base_figure(report, plan), report.candidate_map50, report.detection_rate, rows, plan.gates)
+    serving = None
+    if report.serving is not None:
+        serving = versus_serving(
+            report.serving.model.version,
+            (report.detection_rate, report.held_out_detection_rate),
+            (report.serving.detection_rate, report.serving.held_out_detection_rate),
+        )
+    documents = judged_documents(plan.gates.new_samples, len(plan.new_samples), len(plan.held_out_samples))
+    base = base_figure(report, plan)
+    return judge(base, report.candidate_map50, report.detection_rate, rows, plan.gates, serving, documents)
 
 
 def gate_results(judgement: Judgement) -> list[GateResult]:
@@ -93,6 +132,11 @@ def gate_evidence(report: GateReport, plan: RunPlan, judgement: Judgement, repor
         map50_drop=judgement.map50_drop,
         drop_unit=plan.gates.regression.unit,
         detection_rate=report.detection_rate,
+        trained_detection_rate=report.trained_detection_rate,
+        held_out_detection_rate=report.held_out_detection_rate,
+        serving_detection_rate=report.serving.detection_rate if report.serving else None,
+        serving_held_out_detection_rate=report.serving.held_out_detection_rate if report.serving else None,
+        serving_model=report.serving.model.version if report.serving else None,
         gate1=verdicts.get("Gate1Regression"),
         gate2=verdicts.get("Gate2NewSamples"),
         gate3=verdicts.get("Gate3ABComparison"),
