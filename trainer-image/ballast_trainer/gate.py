@@ -192,9 +192,7 @@ def gate(context: Context) -> None:
     if serving is not None:
         held_out = round(new.held_out.rate, 6) if new.held_out else None
         ours = (round(new.judged.rate, 6), held_out)
-        versus = versus_serving(
-            serving.model.version, ours, (serving.detection_rate, serving.held_out_detection_rate)
-        )
+        versus = versus_serving(serving.model.version, ours, (serving.detection_rate, serving.held_out_detection_rate))
     documents = judged_documents(plan.gates.new_samples, len(plan.new_samples), len(plan.held_out_samples))
     gate2 = new_sample_gate(new.judged.rate, plan.gates.new_samples, versus, documents)
     log(f"Gate2NewSamples {gate2.verdict}: {gate2.reason} (base found {base_new.judged.rate:.4f})")
