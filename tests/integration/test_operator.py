@@ -17,6 +17,7 @@ from ballast.api import layout
 from ballast.api.contracts import Lineage, RunPlan
 from ballast.api.params import Mixing
 from ballast.policy.mixing import draw_old_samples, old_sample_count
+from ballast.policy.plan import holdout_position
 from ballast_dev.cluster import build, plane
 from ballast_dev.synth import CLASSES
 from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
@@ -297,7 +298,14 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
         what="second plan",
     )
     assert plan2.base_model.version == "base_v1" and plan2.new_version == "ft_v1.2"
-    assert len(plan2.new_samples) == 100
+    # All 100 reviewed samples are in the plan; the pool's default share (0.2) of them, chosen by
+    # image digest, is held out as unseen evidence for Gate 2, and at least 50 are trained on.
+    share = plan2.gates.new_samples.holdout_share
+    everything = plan2.new_samples + plan2.held_out_samples
+    assert share == 0.2 and len(everything) == 100 and len(plan2.new_samples) >= 50
+    assert {r.image_digest for r in plan2.held_out_samples} == {
+        r.image_digest for r in everything if holdout_position(r.image_digest) < share
+    }
 
     # Rollback: GitOps sets an earlier version; the previous model comes back.
     custom(kube).patch_namespaced_custom_object(
