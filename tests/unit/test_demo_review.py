@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from ballast.api.finetunerun import GateEvidence
-from ballast_dev.demo.results import reviewer_decision
+from ballast_dev.demo.results import ModelRow, lesson_summary, reviewer_decision
 
 
 def evidence(gate1: str = "Pass", rate: float = 0.9, held_out: float | None = None, **serving: Any) -> GateEvidence:
@@ -61,3 +61,33 @@ def evidence(gate1: str = "Pass", rate: float = 0.9, held_out: float | None = No
 def test_the_demos_reviewer(figures: GateEvidence, approve: bool, why: str) -> None:
     decision = reviewer_decision(figures, 0.8)
     assert decision.approve is approve and why in decision.reason
+
+
+def row(drop: float, held_out: float, verdict: str) -> ModelRow:
+    return ModelRow(model="m", role="r", map50_drop=drop, detection_held_out=held_out, verdict=verdict)
+
+
+@pytest.mark.parametrize(
+    ("unmixed", "says", "never"),
+    [
+        pytest.param(
+            row(4.2, 0.7, "Reject"),
+            ["forgot", "fell 4.2 points", "reject"],
+            ["small"],
+            id="a rejected run is told as forgetting",
+        ),
+        pytest.param(
+            row(0.002, 0.8, "Review"),
+            ["lost 0.00 points", "forgetting is small", "verdict Review", "80%"],
+            ["forgot:"],
+            id="a run that barely forgot is not told as forgetting",
+        ),
+    ],
+)
+def test_the_lesson_says_what_the_failures_only_run_measured(
+    unmixed: ModelRow, says: list[str], never: list[str]
+) -> None:
+    text = lesson_summary(row(0.0, 0.875, "Pass"), unmixed)
+    assert all(s in text for s in says), text
+    assert not any(n in text for n in never), text
+    assert "88%" in text  # the mixed run's held-out figure beside it

@@ -88,6 +88,26 @@ def reviewer_decision(evidence: GateEvidence, min_detection_rate: float) -> Revi
     return ReviewDecision(True, "both gates' figures are within the seed's thresholds")
 
 
+def lesson_summary(mixed: ModelRow, unmixed: ModelRow) -> str:
+    """What the failures-only run shows, from the two gate reports: forgetting when there was any,
+    said plainly when there was little (a frozen backbone and a low learning rate forget slowly)."""
+    drop, mixed_drop = unmixed.map50_drop or 0.0, mixed.map50_drop or 0.0
+    learned = (
+        f"it finds {_percent(unmixed.detection_held_out)} of the held-out new fields "
+        f"(with the seed's mix: {_percent(mixed.detection_held_out)})"
+    )
+    if unmixed.verdict == "Reject":
+        return (
+            f"without the old data it forgot: mAP50 on the original test set fell {drop:.1f} points "
+            f"(with the seed's mix: {mixed_drop:.1f}); {learned}; the gates reject it"
+        )
+    return (
+        f"without the old data it lost {drop:.2f} points of mAP50 here (with the seed's mix: {mixed_drop:.2f}): "
+        f"at this scale forgetting is small, so Gate 1 alone would not stop it; {learned}; verdict "
+        f"{unmixed.verdict}. benchmarks/learning.py measures it at more failures and an unfrozen backbone"
+    )
+
+
 def _percent(value: float | None) -> str:
     return "?" if value is None else f"{value:.0%}"
 

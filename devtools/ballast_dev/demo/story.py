@@ -20,7 +20,7 @@ from ballast.api.contracts import GateReport, RunPlan
 from ballast.api.finetunerun import GateEvidence
 from ballast_dev import REPO
 from ballast_dev.cluster import build, plane
-from ballast_dev.demo.results import ModelRow, plot, print_table, reviewer_decision, write_json
+from ballast_dev.demo.results import ModelRow, lesson_summary, plot, print_table, reviewer_decision, write_json
 from ballast_dev.demo.steps import Report, Settings, http, say, stage, wait
 from ballast_dev.synth import CLASSES, render
 from ballast_dev.testing.datasets import TEST_MANIFEST, TRAIN_MANIFEST, put_base, write_anchor
@@ -117,7 +117,9 @@ class Demo:
                 wait("roll forward", lambda: self.serving() == released, 300)
                 say(f"   {RELEASE} serves {released} again; every model stays under models/{POOL}/")
         with stage(self.report, "The lesson: the same failures without the old data"):
-            self.rows.append(self.unmixed(self.last_run))
+            unmixed = self.unmixed(self.last_run)
+            say(f"   {lesson_summary(self.rows[-1], unmixed)}")
+            self.rows.append(unmixed)
         self.summary()
 
     def install(self) -> None:
