@@ -22,13 +22,13 @@ from minio import Minio
 
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api import layout
-from ballast.api.contracts import Lineage, RunPlan, digest_bytes
-from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+from ballast.api.contracts import Lineage, digest_bytes
+from ballast.api.params import TrainingParams
 from ballast.api.samples import SampleRef
 from ballast_dev.cluster import plane
-from ballast_dev.synth import CLASSES, render
-from ballast_dev.testing.datasets import TEST_MANIFEST, put_base, write_anchor, write_pool_samples
-from ballast_dev.testing.trainer import put_plan, trainer_argv
+from ballast_dev.synth import render
+from ballast_dev.testing.datasets import put_base, write_anchor, write_pool_samples
+from ballast_dev.testing.trainer import bench_plan, put_plan, trainer_argv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,23 +92,14 @@ def main() -> None:
             anchor = write_anchor(store, train=400, test=40)
             failures = write_pool_samples(store, "bench", range(50))
             base = put_base(store)
-            plan = RunPlan(
-                run="overhead",
-                run_uid="bench",
-                pool="bench",
-                kind="FineTune",
-                bucket="bench",
-                classes=list(CLASSES),
-                base_model=base,
-                new_version="ft_v1.1",
+            plan = bench_plan(
+                "overhead",
+                base,
+                TrainingParams(epochs=3, imgsz=256, gpus=0),
                 seed=1,
                 new_samples=failures,
                 old_samples=anchor.train,
-                test_manifest=TEST_MANIFEST,
                 mixing_rule="bench",
-                training=TrainingParams(epochs=3, imgsz=256, gpus=0),
-                rebase=RebaseParams(),
-                gates=GateThresholds(),
             )
             files = layout.RunArtifacts(plan.run, plan.run_uid)
             planned = put_plan(store, plan)
