@@ -227,6 +227,11 @@ def exits_under(policy: str, *codes: int) -> list[ContainerState]:
         pytest.param([a_container()], "Pending", id="a pod whose container has not started yet is Pending"),
         pytest.param([running(), a_container()], "Pending", id="a pod is Pending until every container started"),
         pytest.param([], "Pending", id="a pod without containers is Pending"),
+        pytest.param(
+            [running(running=False)],
+            "Running",
+            id="a container whose process ended but whose exit is not collected yet keeps the pod Running",
+        ),
     ],
 )
 def test_the_phase_follows_the_containers(containers: list[ContainerState], phase: str) -> None:
@@ -1582,3 +1587,10 @@ def test_the_pure_modules_import_no_io_and_read_no_clock(module: str) -> None:
             assert {a.name for a in found.names} <= ALLOWED_IMPORTS, f"{module} imports {found.names[0].name}"
         elif isinstance(found, ast.Attribute):
             assert found.attr not in {"now", "today", "utcnow", "monotonic", "uuid4"}, f"{module} reads {found.attr}"
+
+
+def test_an_exit_not_yet_collected_is_reported_as_running_not_as_a_failure() -> None:
+    # The agent collects exits, then reports; a process that ends between the two used to be sent
+    # as a Failed pod (waiting, no exit code), which the Job controller counted as a failure.
+    entry = status.container_status(running(running=False))
+    assert "running" in entry["state"] and entry["started"] is True

@@ -62,10 +62,17 @@ def terminated(state: ContainerState) -> dict[str, Any]:
     return ended
 
 
+def runs(state: ContainerState) -> bool:
+    """Running as the pod reports it: started, and its exit not collected yet. The agent collects
+    exits and then reports; a process that ends in between is reported on the next tick, once its
+    exit code is known, never as a pod that failed without one."""
+    return state.running or (state.pid is not None and state.exit_code is None and not state.restart_pending)
+
+
 def container_status(state: ContainerState) -> dict[str, Any]:
     """A `containerStatuses` entry: running, terminated (and not about to restart), or waiting."""
     current: dict[str, Any]
-    if state.running:
+    if runs(state):
         current = {"running": {"startedAt": iso(state.started_at)}}
     elif state.exit_code is not None and not state.restart_pending:
         current = {"terminated": terminated(state)}
@@ -80,7 +87,7 @@ def container_status(state: ContainerState) -> dict[str, Any]:
         "containerID": container_id(state),
         "ready": state.ready,
         "restartCount": state.restarts,
-        "started": state.running,
+        "started": runs(state),
         "state": current,
     }
     if state.last_exit:
@@ -101,7 +108,7 @@ def pod_phase(init: Sequence[ContainerState], containers: Sequence[ContainerStat
         return "Pending"
     if not containers or any(c.pid is None and not c.restart_pending for c in containers):
         return "Pending"
-    if any(c.running or c.restart_pending for c in containers):
+    if any(runs(c) or c.restart_pending for c in containers):
         return "Running"
     if all(c.exit_code == 0 for c in containers):
         return "Succeeded"
