@@ -29,6 +29,7 @@ from ballast.policy.gates import overall_verdict
 from ballast.policy.mixing import draw_old_samples, old_sample_count
 from ballast_dev.synth import CLASSES
 from ballast_dev.testing.datasets import TEST_MANIFEST, write_anchor, write_pool_samples
+from ballast_dev.testing.trainer import put_plan
 
 TRAINER = str(Path(sys.executable).parent / "ballast-trainer")
 TINY = TrainingParams(epochs=1, imgsz=160, batch=16, gpus=0)
@@ -59,12 +60,6 @@ def run_trainer(cluster, stage: str, plan: tuple[str, str], tmp_path: Path) -> s
 
 def files(plan: RunPlan) -> layout.RunArtifacts:
     return layout.RunArtifacts(plan.run, plan.run_uid)
-
-
-def put_plan(store: ObjectStore, plan: RunPlan) -> tuple[str, str]:
-    """Write the plan as the operator does; its URI and digest (the Job's command line)."""
-    digest = store.put(files(plan).plan, canonical_json(plan), "application/json")
-    return store.uri(files(plan).plan), digest
 
 
 def a_plan(**fields) -> RunPlan:
