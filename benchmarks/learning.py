@@ -42,7 +42,10 @@ def run_one(store, env, scratch: Path, name: str, plan: RunPlan) -> GateReport: 
     planned = put_plan(store, plan)
     with (scratch / f"{name}.log").open("w") as log:
         for stage in ("train", "gate"):
-            subprocess.run(trainer_argv(stage, planned), env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
+            # The failures-only rows measure what the seed forbids: the trainer refuses them without this flag.
+            extra = ("--unmixed-experiment",) if stage == "train" and not plan.old_samples else ()
+            argv = trainer_argv(stage, planned, *extra)
+            subprocess.run(argv, env=env, check=True, stdout=log, stderr=subprocess.STDOUT)
     return GateReport.model_validate_json(store.get(layout.RunArtifacts(plan.run, plan.run_uid).gate_report))
 
 

@@ -154,6 +154,7 @@ def pool_body(name: str, endpoint: str, base_digest: str, **spec: object) -> dic
             "anchor": {"trainManifest": "anchor/train.txt", "testManifest": "anchor/test.txt"},
             "baseModel": {"version": "base_v1", "uri": f"s3://{BUCKET}/models/base_v1/model.pt", "digest": base_digest},
             "training": {"gpus": 0, "epochs": 1},
+            "mixing": {"allowSmallerAnchor": True},  # the benchmark's anchor is small
             **spec,
         },
     }

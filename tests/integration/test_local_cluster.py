@@ -325,6 +325,19 @@ def test_the_generated_crds_install_and_reject_invalid_objects_with_their_messag
         "spec": {**pool["spec"], "gates": {"newSamples": {"judgeOn": "heldOut", "holdoutShare": 0.3}}},
     }
     custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetunepools", held_out)
+    blind_gate3 = {
+        **pool,
+        "metadata": {"name": "blind-gate3"},
+        "spec": {**pool["spec"], "gates": {"abComparison": {"enabled": True}}},
+    }
+    refusal = rejected(blind_gate3)
+    assert "enabled needs auditManifest" in refusal and "spec.gates.abComparison" in refusal
+    audited = {
+        **pool,
+        "metadata": {"name": "audited"},
+        "spec": {**pool["spec"], "gates": {"abComparison": {"enabled": True, "auditManifest": "audit/m.txt"}}},
+    }
+    custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetunepools", audited)
 
     run = {
         "apiVersion": "ballast.dev/v1alpha1",

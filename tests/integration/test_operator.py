@@ -41,6 +41,8 @@ def a_pool(name: str, bucket: str, base_digest: str, **spec: Any) -> dict:
             "anchor": {"trainManifest": TRAIN_MANIFEST, "testManifest": TEST_MANIFEST},
             "baseModel": {"version": "base_v1", "uri": f"s3://{bucket}/models/base_v1/model.pt", "digest": base_digest},
             "training": TRAINING,
+            # The fixture anchor holds 60 samples; the seed's table asks for 1000 old ones at 50 new.
+            "mixing": {"allowSmallerAnchor": True},
             **spec,
         },
     }

@@ -269,3 +269,13 @@ def test_a_tampered_base_is_refused_by_digest(trained, cluster):
     completed = run_trainer(cluster, "train", put_plan(store, tampered), trained["tmp"] / "tampered")
     assert completed.returncode == 1
     assert "DigestMismatch" in json.loads(store.get(files(tampered).error("train")))["message"]
+
+
+def test_a_fine_tune_plan_without_old_samples_is_refused_by_the_trainer(trained, cluster):
+    store, plan = trained["store"], trained["plan"]
+    unmixed = plan.evolve(run="unmixed", run_uid="uid-unmixed", old_samples=[])
+    completed = run_trainer(cluster, "train", put_plan(store, unmixed), trained["tmp"] / "unmixed")
+    assert completed.returncode == 3, completed.stdout[-2000:]
+    error = json.loads(store.get(files(unmixed).error("train")))
+    assert error["reason"] == "Refused" and "never trains on new data only" in error["message"]
+    assert not store.exists(files(unmixed).model)

@@ -7,6 +7,8 @@ from ballast.policy.gates import ClassAP, ab_gate, map50_drop, new_sample_gate, 
 
 POINTS = RegressionGate()
 
+AUDIT = "audit/p/manifest.txt"
+
 
 @pytest.mark.parametrize(
     ("base", "candidate", "verdict"),
@@ -63,13 +65,13 @@ def test_gate3_is_a_pass_when_disabled() -> None:
 
 
 def test_gate3_reviews_a_class_that_got_worse() -> None:
-    decision = ab_gate([ClassAP("title", 0.9, 0.95), ClassAP("date", 0.9, 0.85)], ABGate(enabled=True))
+    decision = ab_gate([ClassAP("title", 0.9, 0.95), ClassAP("date", 0.9, 0.85)], ABGate(enabled=True, audit_manifest=AUDIT))
     assert decision.verdict == "Review"
     assert "date" in decision.reason and "title" not in decision.reason
 
 
 def test_gate3_tolerates_a_drop_within_tolerance() -> None:
-    gate = ABGate(enabled=True, per_class_tolerance=5.0)
+    gate = ABGate(enabled=True, audit_manifest=AUDIT, per_class_tolerance=5.0)
     assert ab_gate([ClassAP("date", 0.90, 0.85)], gate).verdict == "Pass"
     assert ab_gate([ClassAP("date", 0.90, 0.8499)], gate).verdict == "Review"
 
@@ -86,3 +88,21 @@ def test_gate3_tolerates_a_drop_within_tolerance() -> None:
 )
 def test_overall_verdict_is_the_strictest(verdicts: list, overall: str) -> None:
     assert overall_verdict(verdicts) == overall
+
+
+
+@pytest.mark.parametrize(
+    ("gate", "refused"),
+    [
+        pytest.param({"enabled": True}, True, id="Gate 3 switched on without an audit set is refused"),
+        pytest.param({"enabled": True, "auditManifest": ""}, True, id="an empty audit manifest key is refused too"),
+        pytest.param({"enabled": True, "auditManifest": AUDIT}, False, id="Gate 3 with an audit set is accepted"),
+        pytest.param({"enabled": False}, False, id="Gate 3 off needs no audit set"),
+    ],
+)
+def test_gate3_needs_an_audit_set(gate: dict, refused: bool) -> None:
+    if refused:
+        with pytest.raises(ValueError, match="auditManifest"):
+            ABGate.model_validate(gate)
+    else:
+        ABGate.model_validate(gate)

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from ballast.api.contracts import RunPlan
 from ballast.api.modelrelease import ModelReleaseStatus, ReleaseRecord
 from ballast.api.params import NewSampleGate
 from ballast.api.samples import SampleRef
 from ballast.policy.gates import VersusServing, judged_documents, new_sample_gate, versus_serving
-from ballast.policy.plan import hold_out, holdout_position, serving_model
+from ballast.policy.plan import PlanRefused, build_plan, hold_out, holdout_position, serving_model
 
-from .builders import T0, a_model
+from .builders import DIGEST, T0, a_model, a_pool_spec, a_run_spec
 
 
 def refs(n: int) -> list[SampleRef]:
@@ -147,3 +149,86 @@ def test_a_heldout_judge_without_a_share_is_refused_naming_the_fields() -> None:
 )
 def test_gate2_says_which_documents_it_judged(judge_on: str, trained: int, held_out: int, words: str) -> None:
     assert judged_documents(NewSampleGate(judge_on=judge_on), trained, held_out) == words
+
+
+# ---- the seed's rules on the plan ---------------------------------------------------------------
+
+
+def anchor_refs(n: int) -> list[SampleRef]:
+    return [
+        SampleRef(image=f"anchor/train/{i}.png", image_digest=f"sha256:{i + 10**6:064x}", label_digest=DIGEST)
+        for i in range(n)
+    ]
+
+
+def plan_for(new: int, anchor: int, merged: int = 0, kind: str = "FineTune", **pool: Any) -> RunPlan:
+    samples = refs(new)
+    return build_plan(
+        run="p-run-1",
+        uid="uid-1",
+        spec=a_run_spec(kind=kind, snapshot={"sampleCount": new, "manifestDigest": DIGEST}),
+        pool=a_pool_spec(**pool),
+        new=samples,
+        anchor=anchor_refs(anchor),
+        number=1,
+        test_manifest_digest=DIGEST,
+        merged=samples[:merged],
+    )
+
+
+@pytest.mark.parametrize(
+    ("anchor", "allow", "old", "shortfall", "refused"),
+    [
+        pytest.param(1000, False, 1000, 0, None, id="an anchor set as large as the table asks for is drawn from"),
+        pytest.param(999, False, None, None, "AnchorTooSmall", id="one old sample short is refused by default"),
+        pytest.param(300, True, 300, 700, None, id="a pool that allows a smaller anchor draws all and records the gap"),
+        pytest.param(0, True, None, None, "NoOldSamples", id="an empty anchor set is refused even when allowed"),
+        pytest.param(0, False, None, None, "NoOldSamples", id="an empty anchor set is always refused"),
+    ],
+)
+def test_a_fine_tune_never_draws_fewer_old_samples_than_the_table_unless_the_pool_allows_it(
+    anchor: int, allow: bool, old: int | None, shortfall: int | None, refused: str | None
+) -> None:
+    # 50 new samples (none held out at 50): the seed's table asks for 20x = 1000 old ones.
+    if refused:
+        with pytest.raises(PlanRefused) as caught:
+            plan_for(50, anchor, mixing={"allowSmallerAnchor": allow})
+        assert caught.value.reason == refused and "anchor" in str(caught.value)
+    else:
+        plan = plan_for(50, anchor, mixing={"allowSmallerAnchor": allow})
+        assert (len(plan.old_samples), plan.anchor_shortfall) == (old, shortfall)
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "merged", "new", "refused"),
+    [
+        pytest.param(2100, 2000, 100, False, id="a fine-tune of an adopted base plans only the samples since it"),
+        pytest.param(2049, 2000, None, True, id="49 samples since the adopted base are too few to fine-tune"),
+        pytest.param(100, 0, 100, False, id="with no merged samples the whole snapshot is new"),
+    ],
+)
+def test_samples_merged_into_the_base_are_no_longer_new(
+    snapshot: int, merged: int, new: int | None, refused: bool
+) -> None:
+    if refused:
+        with pytest.raises(PlanRefused) as caught:
+            plan_for(snapshot, 5000, merged=merged, gates={"newSamples": {"holdoutShare": 0}})
+        assert caught.value.reason == "TooFewSamples"
+        return
+    plan = plan_for(snapshot, 5000, merged=merged, gates={"newSamples": {"holdoutShare": 0}})
+    assert len(plan.new_samples) == new
+    assert not {r.image for r in plan.new_samples} & {r.image for r in refs(snapshot)[:merged]}
+
+
+def test_a_rebase_trains_on_every_sample_and_takes_its_attempts_version() -> None:
+    plan = build_plan(
+        run="p-run-3",
+        uid="uid-3",
+        spec=a_run_spec(kind="Rebase"),
+        pool=a_pool_spec(),
+        new=refs(60),
+        anchor=anchor_refs(10),
+        number=2,
+        test_manifest_digest=DIGEST,
+    )
+    assert (len(plan.new_samples), len(plan.old_samples), plan.new_version) == (60, 10, "base_v3")

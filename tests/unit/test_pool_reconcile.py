@@ -175,3 +175,85 @@ def test_an_invalid_cron_is_reported_not_raised() -> None:
     action = decide_pool(observe(60, triggers={"schedule": "every tuesday"}))
     assert action.step is PoolStep.UPDATE_STATUS and action.start is None
     assert conditions(action.status)["Ready"] == ("False", "SpecInvalid")
+
+
+def a_rebase(name: str = "p-run-1", sample_count: int = 2000, **overrides: Any) -> Any:
+    fields: dict[str, Any] = {"kind": "Rebase", "sample_count": sample_count, "model": a_model("base_v2")}
+    return a_run_summary(name, **(fields | overrides))
+
+
+@pytest.mark.parametrize(
+    ("verified", "last_rebase", "starts", "reason"),
+    [
+        pytest.param(
+            2100,
+            a_rebase(verdict="Review"),
+            "FineTune",
+            "RebaseAwaitingApproval",
+            id="a Rebase in Review waits for its approval: fine-tunes go on, no second Rebase",
+        ),
+        pytest.param(
+            2049,
+            a_rebase(verdict="Reject"),
+            "FineTune",
+            "RebaseRetryWaiting",
+            id="a rejected Rebase is not retried before minNewSamples more samples arrive: fine-tunes go on",
+        ),
+        pytest.param(
+            2050,
+            a_rebase(verdict="Reject"),
+            "Rebase",
+            "RebaseThresholdReached",
+            id="a rejected Rebase is retried once minNewSamples more samples arrived",
+        ),
+        pytest.param(
+            2049,
+            a_rebase(phase="Failed", verdict=None, model=None),
+            "FineTune",
+            "RebaseRetryWaiting",
+            id="a failed Rebase waits for minNewSamples more samples too",
+        ),
+        pytest.param(
+            2000,
+            None,
+            "Rebase",
+            "RebaseThresholdReached",
+            id="the first crossing of the threshold starts one Rebase",
+        ),
+    ],
+)
+def test_exactly_one_rebase_per_crossing_of_the_threshold(
+    verified: int, last_rebase: Any, starts: str | None, reason: str
+) -> None:
+    # The pool's last fine-tune took 1950 samples; a Rebase that was not adopted consumed none of them.
+    runs = (a_run_summary("p-run-0", sample_count=1950, created=T0 - timedelta(days=1)),)
+    runs += (last_rebase,) if last_rebase else ()
+    action = decide_pool(observe(verified, runs=runs, rebase={"threshold": 2000}))
+    assert (action.start.kind if action.start else None) == starts
+    assert conditions(action.status)["RebaseRecommended"] == ("True", reason)
+
+
+def test_a_rebase_started_while_another_waits_for_approval_is_never_started_by_the_pool() -> None:
+    runs = (a_rebase(verdict="Review"), a_run_summary("p-run-2", sample_count=2100))
+    for verified in (2100, 2500, 5000):
+        action = decide_pool(observe(verified, runs=runs, rebase={"threshold": 2000}))
+        assert action.start is None or action.start.kind == "FineTune"
+
+
+def test_a_rejected_rebase_leaves_its_samples_waiting_for_a_fine_tune() -> None:
+    runs = (a_run_summary("p-run-0", sample_count=1990), a_rebase(verdict="Reject", sample_count=2040))
+    action = decide_pool(observe(2040, runs=runs, rebase={"threshold": 2000}))
+    assert action.start is not None and action.start.kind == "FineTune"
+    # ...which a fine-tune that took them ends: 49 more do not start another run.
+    runs += (a_run_summary("p-run-3", sample_count=2040),)
+    assert decide_pool(observe(2089, runs=runs, rebase={"threshold": 2000})).start is None
+
+
+def test_an_adopted_base_records_the_samples_merged_into_it() -> None:
+    snapshot = {"sampleCount": 2000, "manifestDigest": "sha256:" + "a" * 64}
+    from ballast.api.finetunerun import SampleSnapshot
+
+    rebase = a_rebase(snapshot=SampleSnapshot.model_validate(snapshot))
+    action = decide_pool(observe(2000, runs=(rebase,)))
+    assert action.step is PoolStep.ADOPT_BASE
+    assert action.status.base_snapshot == rebase.snapshot and action.status.base_sample_count == 2000

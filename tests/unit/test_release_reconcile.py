@@ -190,3 +190,13 @@ def test_going_back_to_a_model_released_before_counts_as_a_rollback() -> None:
     action = decide_release(observe(runs=runs, dep=deployment("ft_v1.2"), status=status))
     assert action.step is ReleaseStep.ROLL_OUT and action.rollback and action.status.rollbacks == 1
     assert action.events[0].reason == "RollingBack"
+
+
+def test_a_version_two_runs_produced_differently_is_never_released() -> None:
+    # Before versions were unique, a rejected and a passed Rebase could both be called base_v2.
+    rejected = a_run_summary("p-run-1", kind="Rebase", verdict="Reject", model=a_model("base_v2", "sha256:" + "1" * 64))
+    passed = a_run_summary("p-run-2", kind="Rebase", model=a_model("base_v2", "sha256:" + "2" * 64))
+    action = decide_release(observe("base_v2", runs=(rejected, passed)))
+    assert action.step is ReleaseStep.BLOCK
+    blocked = next(c for c in action.status.conditions if c.type == "Blocked")
+    assert blocked.reason == "ModelAmbiguous" and "p-run-1" in blocked.message and "p-run-2" in blocked.message

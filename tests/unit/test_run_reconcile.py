@@ -422,3 +422,25 @@ def test_once_planned_the_status_holds_the_plan_and_says_so() -> None:
     assert action.status.plan == PLAN and action.status.snapshot == snapshot
     assert next(c for c in action.status.conditions if c.type == "Planned").reason == "PlanWritten"
     assert action.status.started_at == T0
+
+
+@pytest.mark.parametrize("stage", ["train", "rebase", "gate"])
+def test_the_operators_jobs_never_ask_the_trainer_to_accept_an_unmixed_plan(stage: str) -> None:
+    from ballast.api.params import TrainingParams
+    from ballast.policy.manifests import build_job
+
+    from .builders import a_pool_spec
+
+    job = build_job(
+        run="p-run-1",
+        run_uid="uid",
+        pool="p",
+        stage=stage,
+        training=TrainingParams(),
+        image="trainer:1",
+        store=a_pool_spec().object_store,
+        plan_uri="s3://ballast/runs/p-run-1/uid/plan.json",
+        plan_digest="sha256:" + "0" * 64,
+    )
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert "--unmixed-experiment" not in container["command"] + container.get("args", [])

@@ -57,3 +57,15 @@ def test_release_eligibility(phase: str, verdict: str | None, approval: str | No
 def test_a_model_no_run_produced_is_blocked() -> None:
     decision = release_eligibility("ft_v1.9", None, None, None, None)
     assert not decision.allowed and "ft_v1.9" in decision.message
+
+
+@pytest.mark.parametrize(
+    ("base", "attempt", "version"),
+    [
+        pytest.param("base_v1", 1, "base_v2", id="the first Rebase from base_v1 trains base_v2"),
+        pytest.param("base_v1", 2, "base_v3", id="a second attempt after a rejected base_v2 trains base_v3"),
+        pytest.param("base_v4", 1, "base_v5", id="attempts count from the current base"),
+    ],
+)
+def test_every_rebase_attempt_gets_its_own_version(base: str, attempt: int, version: str) -> None:
+    assert next_base_version(base, attempt) == version

@@ -12,6 +12,7 @@ The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_ACCESS_KEY, BALLAST_
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -29,13 +30,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plan", required=True, help="s3:// URI of the run's plan.json")
     parser.add_argument("--plan-digest", required=True, help="the plan's digest: any other plan is refused")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp dir)")
+    parser.add_argument(
+        "--unmixed-experiment",
+        action="store_true",
+        help="train: accept a plan without old samples (research only; Ballast's Jobs never pass it)",
+    )
     args = parser.parse_args(argv)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix=f"ballast-{args.stage}-", dir=os.environ.get("TMPDIR")))
     # Imported after argument parsing: they are heavy, and `--help` should be instant.
     from ballast_trainer import gate, train
     from ballast_trainer.common import main_guard
 
-    body = {"train": train.train, "rebase": train.rebase, "gate": gate.gate}[args.stage]
+    body = {
+        "train": functools.partial(train.train, unmixed_experiment=args.unmixed_experiment),
+        "rebase": train.rebase,
+        "gate": gate.gate,
+    }[args.stage]
     return main_guard(args.stage, body, args.plan, args.plan_digest, workdir)
 
 

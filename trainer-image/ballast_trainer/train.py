@@ -140,9 +140,17 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
     return result
 
 
-def train(context: Context) -> None:
+def train(context: Context, unmixed_experiment: bool = False) -> None:
+    """Fine-tune. A plan without old samples is refused (seed section 1: never new data only) unless
+    `--unmixed-experiment` is given by hand: the Jobs the operator builds never pass it; only the
+    demo's lesson and the learning benchmark do, to measure what the anchor prevents."""
     if context.plan.kind != "FineTune":
         raise Refused(f"plan {context.plan.run} is a {context.plan.kind}; use `ballast-trainer rebase`")
+    if not context.plan.old_samples and not unmixed_experiment:
+        raise Refused(
+            f"plan {context.plan.run} mixes no old samples with its {len(context.plan.new_samples)} new ones: a "
+            "fine-tune never trains on new data only (seed section 1)"
+        )
     base = verified_base(context)
     assert context.plan.base_model is not None  # verified_base refuses otherwise
     produce(context, str(base), finetune_args(context), context.plan.base_model.digest)

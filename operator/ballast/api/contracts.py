@@ -104,6 +104,9 @@ class RunPlan(Model):
         None, description="The base's Gate 1 figures on this test set, when a verified gate measured them before."
     )
     mixing_rule: str
+    anchor_shortfall: int = Field(
+        0, ge=0, description="Old samples the table asked for that the anchor set lacked (mixing.allowSmallerAnchor)."
+    )
     training: TrainingParams
     rebase: RebaseParams
     gates: GateThresholds

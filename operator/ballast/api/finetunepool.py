@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStoreSpec, StatusModel
 from ballast.api.contracts import BaseEvaluation
+from ballast.api.finetunerun import SampleSnapshot
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTunePool"
@@ -76,6 +77,11 @@ class FineTunePoolStatus(StatusModel):
     last_run: str | None = None
     last_run_sample_count: int = Field(0, description="Pool size frozen by the last run.")
     base_sample_count: int = Field(0, description="Pool size the current base was trained with.")
+    base_snapshot: SampleSnapshot | None = Field(
+        None,
+        description="The samples the adopted base (currentBaseModel) was trained on: merged into it, they are no "
+        "longer new for fine-tunes, triggers or Gate 2 (they stay in the pool).",
+    )
     run_counter: int = Field(0, description="Runs created for this pool; names runs deterministically.")
     next_scheduled_trigger: datetime | None = None
     last_alert: str | None = Field(None, description="The last Alertmanager alert received for this pool.")

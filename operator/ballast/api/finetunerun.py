@@ -26,7 +26,7 @@ PLURAL = "finetuneruns"
 SHORT_NAME = "ftr"
 
 RunKind = Literal["FineTune", "Rebase"]
-Trigger = Literal["Volume", "Schedule", "Alert", "Manual", "RebaseDue"]
+Trigger = Literal["Volume", "Schedule", "Alert", "Manual", "RebaseDue", "Retry"]
 Phase = Literal["Pending", "Planning", "Training", "Gating", "Succeeded", "Failed"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed"})
 
@@ -62,6 +62,9 @@ class FineTuneRunSpec(Model):
     approval: Approval | None = Field(
         None, description="Human sign-off of a Review verdict (`ballast runs approve`); the only mutable field."
     )
+    retry_of: ObjectName | None = Field(
+        None, description="The failed or rejected run this one retries on the same samples (`ballast runs retry`)."
+    )
 
 
 class PlanSummary(StatusModel):
@@ -69,6 +72,8 @@ class PlanSummary(StatusModel):
     held_out_samples: int = Field(0, description="New samples kept out of training, for Gate 2's unseen evidence.")
     old_samples: int
     rule: str = Field(description="The mixing rule applied, e.g. `50 new: 20x (table row 50)`.")
+    anchor_shortfall: int = Field(0, description="Old samples the table asked for that the anchor set lacked.")
+    merged_samples: int = Field(0, description="Snapshot samples left out because the run's base was trained on them.")
     seed: int
     digest: Digest = Field(description="Digest of the RunPlan document.")
     uri: str

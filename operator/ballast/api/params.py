@@ -54,6 +54,12 @@ class Mixing(Model):
         description="Rows ordered by newSamples; defaults to the seed's table (10:50x, 50:20x, 200:10x, 500:5x).",
     )
     old_sample_cap: int = Field(3000, gt=0, description="Never draw more than this many anchor samples.")
+    allow_smaller_anchor: bool = Field(
+        False,
+        description="When the anchor set holds fewer samples than the table asks for, draw all of them instead of "
+        "refusing the run (the shortfall is recorded in the plan, the run's Planned condition and an event). A "
+        "fine-tune with no old samples is refused regardless.",
+    )
 
     @model_validator(mode="after")
     def _table_is_monotonic(self) -> Mixing:
@@ -187,13 +193,35 @@ class NewSampleGate(Model):
 
 
 class ABGate(Model):
-    """Gate 3 (optional): per-class AP50 of both models on a labelled audit set of production documents."""
+    """Gate 3 (optional): per-class AP50 of both models on a labelled audit set of production documents
+    (the seed's 100; `ballast samples sample-audit` builds one)."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.enabled) || !self.enabled || "
+                    "(has(self.auditManifest) && self.auditManifest != '')",
+                    "message": "gates.abComparison.enabled needs auditManifest "
+                    "(build one with `ballast samples sample-audit`)",
+                }
+            ]
+        }
+    }
 
     enabled: bool = False
     audit_manifest: str | None = Field(None, description="Object key of the audit set's manifest.")
     per_class_tolerance: float = Field(
         0.0, ge=0, description="Allowed per-class AP50 drop in points before the class counts as worse."
     )
+
+    @model_validator(mode="after")
+    def _enabled_needs_an_audit_set(self) -> ABGate:
+        if self.enabled and not self.audit_manifest:
+            raise ValueError(
+                "gates.abComparison.enabled needs auditManifest (build one with `ballast samples sample-audit`)"
+            )
+        return self
 
 
 class GateThresholds(Model):

@@ -57,6 +57,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     approve.add_argument("run")
     approve.add_argument("--reason", required=True, help="why the Review verdict is acceptable")
     approve.set_defaults(handler=_runs_approve)
+    retry = runs.add_parser(
+        "retry", help="try a Failed or rejected run again on the same samples, as a new run (trigger Retry)"
+    )
+    retry.add_argument("run")
+    retry.set_defaults(handler=_runs_retry)
 
     release = commands.add_parser("release", help="ModelReleases").add_subparsers(dest="verb", required=True)
     rollback = release.add_parser("rollback", help="go back to the previous (or a named) released model")
@@ -66,7 +71,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     status = commands.add_parser("status", help="pools, runs and releases at a glance")
     status.set_defaults(handler=_status)
-    for parser in (add, importer, approve, rollback, status):
+    for parser in (add, importer, approve, retry, rollback, status):
         parser.add_argument("-n", "--namespace", default=None)
 
 
@@ -252,6 +257,12 @@ def _runs_approve(args: argparse.Namespace) -> int:
         raise SystemExit(f"refused: the apiserver did not accept the approval: {message}") from None
     print(f"approved {args.run} ({status['model'].get('version')}) as {me.username}")
     return 0
+
+
+def _runs_retry(args: argparse.Namespace) -> int:
+    from ballast.cli.retry import runs_retry
+
+    return runs_retry(args, _kube(), _namespace(args))
 
 
 def _api_message(error: Exception) -> str:

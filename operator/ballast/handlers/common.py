@@ -128,6 +128,7 @@ def run_summary(body: dict[str, Any]) -> RunSummary:
         created=created_at(body),
         report_uri=status.gates.report_uri,
         base_evaluation=status.gates.base_evaluation,
+        snapshot=snapshot,
     )
 
 

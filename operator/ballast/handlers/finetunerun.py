@@ -18,7 +18,7 @@ from ballast.api.conditions import Reason
 from ballast.api.contracts import GateReport, RunPlan, StageError, TrainResult, canonical_json, digest_bytes
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
-from ballast.api.samples import parse_manifest
+from ballast.api.samples import SampleRef, parse_manifest
 from ballast.handlers.common import (
     POOLS,
     RUNS,
@@ -39,11 +39,12 @@ from ballast.policy.finetunerun import (
     RunObservation,
     RunStep,
     decide_run,
+    plan_refused,
     planned,
     training_stage,
 )
 from ballast.policy.manifests import Stage, build_job, job_name
-from ballast.policy.plan import build_plan, finetune_number, plan_summary, serving_model
+from ballast.policy.plan import PlanRefused, build_plan, plan_summary, run_number, serving_model
 
 
 def artifacts(body: dict[str, Any]) -> layout.RunArtifacts:
@@ -183,29 +184,44 @@ def freeze_snapshot(scope: Scope, action: RunAction) -> RunAction:
     return replace(action, status=action.status.evolve(snapshot=snapshot))
 
 
+def merged_into_base(store: ObjectStore, spec: FineTuneRunSpec, pool_status: FineTunePoolStatus) -> list[SampleRef]:
+    """The samples the run's base was trained on, when that base is one the pool adopted from a Rebase."""
+    adopted, snapshot = pool_status.current_base_model, pool_status.base_snapshot
+    if spec.kind != "FineTune" or adopted is None or snapshot is None or adopted.digest != spec.base_model.digest:
+        return []
+    return samples.read_snapshot(store, spec.pool, snapshot)
+
+
 def write_plan(scope: Scope, action: RunAction) -> RunAction:
-    """Write the plan (the same inputs always give the same plan) and record its digest."""
+    """Write the plan (the same inputs always give the same plan) and record its digest; or refuse
+    the run when a seed rule forbids its plan."""
     obs, store, pool, files = scope.obs, scope.store, scope.pool, artifacts(scope.body)
     assert obs.snapshot is not None
     runs = pool_runs(scope.ctx, scope.key.namespace, obs.spec.pool)
     pool_body = scope.ctx.body(Key(POOLS, scope.key.namespace, obs.spec.pool)) or {}
-    evaluations = FineTunePoolStatus.model_validate(pool_body.get("status") or {}).base_evaluations
+    pool_status = FineTunePoolStatus.model_validate(pool_body.get("status") or {})
     test_manifest = store.get(pool.anchor.test_manifest)
-    plan = build_plan(
-        run=scope.key.name,
-        uid=scope.body["metadata"]["uid"],
-        spec=obs.spec,
-        pool=pool,
-        new=samples.read_snapshot(store, obs.spec.pool, obs.snapshot),
-        anchor=parse_manifest(store.get(pool.anchor.train_manifest).decode(), pool.anchor.train_manifest),
-        number=finetune_number(runs, obs.spec, scope.key.name, created_at(scope.body)),
-        test_manifest_digest=digest_bytes(test_manifest),
-        evaluations=evaluations,
-        serving=serving_model(pool_releases(scope.ctx, scope.key.namespace, obs.spec.pool)),
-    )
+    merged = merged_into_base(store, obs.spec, pool_status)
+    try:
+        plan = build_plan(
+            run=scope.key.name,
+            uid=scope.body["metadata"]["uid"],
+            spec=obs.spec,
+            pool=pool,
+            new=samples.read_snapshot(store, obs.spec.pool, obs.snapshot),
+            anchor=parse_manifest(store.get(pool.anchor.train_manifest).decode(), pool.anchor.train_manifest),
+            number=run_number(runs, obs.spec, scope.key.name, created_at(scope.body)),
+            test_manifest_digest=digest_bytes(test_manifest),
+            evaluations=pool_status.base_evaluations,
+            serving=serving_model(pool_releases(scope.ctx, scope.key.namespace, obs.spec.pool)),
+            merged=merged,
+        )
+    except PlanRefused as refusal:
+        return plan_refused(obs, refusal.reason, str(refusal))
     raw = canonical_json(plan)
     store.put(files.plan, raw, "application/json")
-    return planned(obs, plan_summary(plan, digest_bytes(raw), store.uri(files.plan)), plan.new_version)
+    summary = plan_summary(plan, digest_bytes(raw), store.uri(files.plan), merged=len(merged))
+    return planned(obs, summary, plan.new_version)
 
 
 def create_job(scope: Scope, action: RunAction) -> RunAction:

@@ -38,6 +38,7 @@ class PoolState:
     pending_alert: str | None = None
     pending_alert_time: datetime | None = None
     last_alert_action_time: datetime | None = None
+    rebase_hold: tuple[Reason, str] | None = None  # why a due Rebase may not start (see rebase_hold)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def decide_trigger(spec: FineTunePoolSpec, state: PoolState) -> TriggerDecision:
         return decision(None, None, Reason.SUSPENDED, "spec.suspend is true: no new runs")
     if state.active_run is not None:
         return decision(None, None, Reason.RUN_ACTIVE, f"run {state.active_run} is in progress (one run at a time)")
-    if rebase and spec.rebase.auto_start:
+    if rebase and spec.rebase.auto_start and state.rebase_hold is None:
         return decision(
             "Rebase",
             "RebaseDue",
@@ -133,6 +134,42 @@ def decide_trigger(spec: FineTunePoolSpec, state: PoolState) -> TriggerDecision:
     return decision(
         None, None, Reason.NOT_DUE, f"{waiting} new samples waiting; volume trigger at {spec.triggers.min_new_samples}"
     )
+
+
+def rebase_hold(runs: tuple[RunSummary, ...], base: str, verified: int, min_new: int) -> tuple[Reason, str] | None:
+    """Why a due Rebase may not start now, or None: exactly one Rebase per crossing of the threshold.
+
+    The last finished Rebase from the current base decides: one in Review waits for its approval
+    (approved, it is adopted and the base moves on); one rejected or failed is tried again only after
+    `min_new` more samples. A person may always start one by hand."""
+    attempts = [r for r in runs if r.kind == "Rebase" and r.base_version == base and r.terminal]
+    if not attempts:
+        return None
+    last = attempts[-1]
+    if last.phase == "Succeeded" and last.verdict == "Review" and last.approved_by is None:
+        version = last.model.version if last.model else "its model"
+        return (
+            Reason.REBASE_AWAITING_APPROVAL,
+            f"Rebase {last.name} ({version}) ended in Review; approve it (`ballast runs approve {last.name}`) to "
+            "adopt it as the base: no other Rebase starts meanwhile",
+        )
+    if last.phase == "Failed" or last.verdict == "Reject":
+        arrived = verified - last.sample_count
+        if arrived < min_new:
+            outcome = "failed" if last.phase == "Failed" else "was rejected"
+            return (
+                Reason.REBASE_RETRY_WAITING,
+                f"Rebase {last.name} {outcome}; the next waits for {min_new} samples more than it had "
+                f"({arrived} so far), or a Rebase started by hand",
+            )
+    return None
+
+
+def consumed_samples(runs: tuple[RunSummary, ...], base_sample_count: int) -> int:
+    """Pool size already taken into account: the last fine-tune's snapshot, or the adopted base's
+    when newer. A Rebase that was not adopted consumed nothing: its samples still wait for a fine-tune."""
+    finetunes = [r.sample_count for r in runs if r.kind == "FineTune"]
+    return max(finetunes[-1] if finetunes else 0, base_sample_count)
 
 
 def run_name(pool: str, number: int) -> str:
@@ -260,12 +297,14 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
                 layout.released_model(obs.name, rebase.model.version),
             )
         )
-        status = status.evolve(current_base_model=adopted, base_sample_count=rebase.sample_count)
+        status = status.evolve(
+            current_base_model=adopted, base_sample_count=rebase.sample_count, base_snapshot=rebase.snapshot
+        )
         event = Event(Reason.ADOPTED_BASE, f"Adopted new base {adopted.version} from Rebase run {rebase.name}")
         return PoolAction(PoolStep.ADOPT_BASE, status, (event,), adopt=rebase.model, adopted=adopted)
 
     active = [r.name for r in obs.runs if not r.terminal]
-    last_run_samples = obs.runs[-1].sample_count if obs.runs else 0
+    last_run_samples = consumed_samples(obs.runs, status.base_sample_count)
     base = effective_base(spec, status)
     state = PoolState(
         verified_samples=verified,
@@ -277,6 +316,7 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
         pending_alert=status.pending_alert,
         pending_alert_time=status.pending_alert_time,
         last_alert_action_time=status.last_alert_action_time,
+        rebase_hold=rebase_hold(obs.runs, base.version, verified, spec.triggers.min_new_samples),
     )
     try:
         decision = decide_trigger(spec, state)
@@ -300,12 +340,17 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
     conditions = condition(
         conditions, PoolCondition.RUN_DUE, start is not None or bool(active), decision.reason, decision.message
     )
+    rebase_reason, rebase_message = (
+        (Reason.REBASE_THRESHOLD_REACHED, "") if decision.rebase_recommended else (Reason.BELOW_REBASE_THRESHOLD, "")
+    )
+    if decision.rebase_recommended and state.rebase_hold is not None:
+        rebase_reason, rebase_message = state.rebase_hold[0], f": {state.rebase_hold[1]}"
     conditions = condition(
         conditions,
         PoolCondition.REBASE_RECOMMENDED,
         decision.rebase_recommended,
-        Reason.REBASE_THRESHOLD_REACHED if decision.rebase_recommended else Reason.BELOW_REBASE_THRESHOLD,
-        f"{state.samples_since_base} samples since {base.version}; rebase at {spec.rebase.threshold}",
+        rebase_reason,
+        f"{state.samples_since_base} samples since {base.version}; rebase at {spec.rebase.threshold}{rebase_message}",
     )
     rejections = [*status.recent_rejections, *obs.new_rejections][-RECENT_REJECTIONS:]
     evaluations = base_evaluations(status.base_evaluations, obs.runs)

@@ -69,6 +69,7 @@ class RunSummary:
     created: datetime
     report_uri: str | None = None
     base_evaluation: BaseEvaluation | None = None  # the base's figures its gate measured
+    snapshot: SampleSnapshot | None = None  # the samples it was planned on
 
     @property
     def terminal(self) -> bool:
@@ -95,6 +96,10 @@ class RunObservation:
     @property
     def snapshot(self) -> SampleSnapshot | None:
         return self.spec.snapshot or self.status.snapshot
+
+    @property
+    def snapshot_size(self) -> int:
+        return self.snapshot.sample_count if self.snapshot else 0
 
 
 class RunStep(StrEnum):
@@ -300,12 +305,38 @@ def _record_verdict(obs: RunObservation, builder: _Builder, report: GateReport, 
     return RunAction(RunStep.RECORD_VERDICT, status, tuple(events))
 
 
+def plan_refused(obs: RunObservation, reason: Reason, message: str) -> RunAction:
+    """The plan would break a seed rule (too few samples since the base, too small an anchor set):
+    Failed before any Job, Planned False naming the rule, a warning event."""
+    builder = _Builder(obs)
+    builder.condition(RunCondition.PLANNED, False, reason, message)
+    status = builder.status(
+        phase="Failed", message=f"{reason}: {message}"[:1000], finished_at=obs.now, snapshot=obs.snapshot
+    )
+    return RunAction(RunStep.FAIL, status, (Event(reason, message, warning=True),))
+
+
 def planned(obs: RunObservation, summary: PlanSummary, version: str) -> RunAction:
-    """The PLAN step's outcome once the plan is written: its summary in status, Planned, an event."""
+    """The PLAN step's outcome once the plan is written: its summary in status, Planned, an event
+    (and a warning when the anchor set was smaller than the table asks for)."""
     builder = _Builder(obs)
     held = f" (+{summary.held_out_samples} held out)" if summary.held_out_samples else ""
     message = f"{summary.new_samples} new{held} + {summary.old_samples} old samples, seed {summary.seed} -> {version}"
-    builder.condition(RunCondition.PLANNED, True, Reason.PLAN_WRITTEN, message)
+    events = [
+        Event(Reason.PLAN_WRITTEN, f"{obs.spec.kind} {version} from {obs.spec.base_model.version}: {summary.rule}")
+    ]
+    if obs.spec.retry_of:
+        events.append(Event(Reason.RETRY, f"Retries {obs.spec.retry_of} on the same {obs.snapshot_size} samples"))
+    reason = Reason.PLAN_WRITTEN
+    if summary.anchor_shortfall:
+        reason = Reason.ANCHOR_SHORTFALL
+        shortfall = (
+            f"the anchor set lacks {summary.anchor_shortfall} of the old samples the table asks for; "
+            f"training with all {summary.old_samples} (mixing.allowSmallerAnchor)"
+        )
+        message = f"{message}; {shortfall}"
+        events.append(Event(Reason.ANCHOR_SHORTFALL, shortfall, warning=True))
+    builder.condition(RunCondition.PLANNED, True, reason, message)
     status = builder.status(
         phase="Planning",
         snapshot=obs.snapshot,
@@ -313,5 +344,4 @@ def planned(obs: RunObservation, summary: PlanSummary, version: str) -> RunActio
         plan=summary,
         message="plan written",
     )
-    event = Event(Reason.PLAN_WRITTEN, f"{obs.spec.kind} {version} from {obs.spec.base_model.version}: {summary.rule}")
-    return RunAction(RunStep.PLAN, status, (event,))
+    return RunAction(RunStep.PLAN, status, tuple(events))

@@ -84,6 +84,14 @@ def find_model(obs: ReleaseObservation) -> tuple[ModelRef | None, RunSummary | N
     return None, None
 
 
+def ambiguous_producers(obs: ReleaseObservation) -> list[str]:
+    """The runs that produced different models under the desired version (empty when unambiguous)."""
+    producers = [r for r in obs.runs if r.model is not None and r.model.version == obs.spec.model]
+    if len({r.model.digest for r in producers if r.model}) < 2:
+        return []
+    return [r.name for r in producers]
+
+
 def eligibility(version: str, run: RunSummary | None) -> Eligibility:
     if run is None:
         return Eligibility(True, Reason.PASS, f"{version} is the pool's base model")
@@ -204,6 +212,14 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         )
     if obs.pool is None:
         return blocked(obs, Reason.MODEL_NOT_FOUND, f"FineTunePool {spec.pool} not found")
+    producers = ambiguous_producers(obs)
+    if producers:
+        return blocked(
+            obs,
+            Reason.MODEL_AMBIGUOUS,
+            f"runs {', '.join(producers)} each produced a different {spec.model}: none is released "
+            "(rebase attempts made before versions were unique)",
+        )
     model, run = find_model(obs)
     if model is None:
         return blocked(obs, Reason.MODEL_NOT_FOUND, f"no run of pool {spec.pool} produced {spec.model}")

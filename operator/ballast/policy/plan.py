@@ -7,10 +7,12 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from ballast.api.common import ModelRef
+from ballast.api.conditions import Reason
 from ballast.api.contracts import BaseEvaluation, RunPlan
 from ballast.api.finetunepool import FineTunePoolSpec
 from ballast.api.finetunerun import FineTuneRunSpec, PlanSummary
 from ballast.api.modelrelease import ModelReleaseStatus
+from ballast.api.params import Mixing
 from ballast.api.samples import SampleRef
 from ballast.policy.finetunerun import MIN_FINETUNE_SAMPLES, RunSummary
 from ballast.policy.mixing import draw_old_samples, old_sample_count
@@ -25,14 +27,53 @@ def recorded_seed(spec: FineTuneRunSpec, uid: str) -> int:
     return int(hashlib.sha256(uid.encode()).hexdigest()[:8], 16) % (2**31)
 
 
-def finetune_number(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str, created: datetime) -> int:
-    """M in ft_v<N>.<M>: one more than this pool's earlier FineTune runs from the same base."""
+class PlanRefused(ValueError):
+    """The run may not be planned: a seed rule forbids it (the reason names which)."""
+
+    def __init__(self, reason: Reason, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def run_number(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str, created: datetime) -> int:
+    """One more than this pool's earlier runs of the same kind from the same base: M in
+    ft_v<N>.<M> for a fine-tune, the attempt in base_v<N+attempt> for a Rebase."""
     earlier = [
         r
         for r in runs
-        if r.kind == "FineTune" and r.base_version == spec.base_model.version and (r.created, r.name) < (created, name)
+        if r.kind == spec.kind and r.base_version == spec.base_model.version and (r.created, r.name) < (created, name)
     ]
     return len(earlier) + 1
+
+
+def since_base(refs: list[SampleRef], merged: Sequence[SampleRef]) -> list[SampleRef]:
+    """The samples the base was not trained on: after a Rebase is adopted, the samples it learned are
+    merged into it and no longer new (they stay in the pool)."""
+    learned = {ref.image for ref in merged}
+    return [ref for ref in refs if ref.image not in learned]
+
+
+def anchor_draw_size(new_samples: int, anchor_samples: int, mixing: Mixing) -> tuple[int, int, str]:
+    """(old samples to draw, shortfall, rule): the table's count, or every anchor sample when the
+    pool allows a smaller anchor. Never zero: a fine-tune on new data alone is always refused."""
+    mix = old_sample_count(new_samples, mixing)
+    if anchor_samples == 0:
+        raise PlanRefused(
+            Reason.NO_OLD_SAMPLES,
+            f"the anchor set is empty: a fine-tune never trains on new data only (the table asks for "
+            f"{mix.old_samples} old samples for {new_samples} new, seed section 1)",
+        )
+    if mix.old_samples <= anchor_samples:
+        return mix.old_samples, 0, mix.rule
+    shortfall = mix.old_samples - anchor_samples
+    if not mixing.allow_smaller_anchor:
+        raise PlanRefused(
+            Reason.ANCHOR_TOO_SMALL,
+            f"the anchor set holds {anchor_samples} samples; the table asks for {mix.old_samples} old samples for "
+            f"{new_samples} new (seed section 1). Add original data to the anchor manifest, or set "
+            "mixing.allowSmallerAnchor: true on the pool to train with all of them",
+        )
+    return anchor_samples, shortfall, f"{mix.rule}; {shortfall} short: all {anchor_samples} anchor samples drawn"
 
 
 def known_base_figure(
@@ -100,24 +141,33 @@ def build_plan(
     test_manifest_digest: str,
     evaluations: Sequence[BaseEvaluation] = (),
     serving: ModelRef | None = None,
+    merged: Sequence[SampleRef] = (),
 ) -> RunPlan:
     """Everything the training Job needs, frozen: the same inputs (samples, anchor, releases,
     figures) always give the same plan.
 
     The run's own training, mixing and gates where it has them (decide_run refused any looser
-    than the pool's), the pool's elsewhere; the trainer image is not part of it."""
+    than the pool's), the pool's elsewhere; the trainer image is not part of it. `merged` are the
+    samples the run's base was trained on (a fine-tune of an adopted base leaves them out).
+
+    Raises PlanRefused when a seed rule forbids the plan."""
     seed = recorded_seed(spec, uid)
     recipe = effective_recipe(spec, pool)
     held_out: list[SampleRef] = []
+    shortfall = 0
     if spec.kind == "Rebase":
         old, rule = anchor, f"{len(new)} new + all {len(anchor)} anchor samples (rebase from scratch)"
-        version = next_base_version(spec.base_model.version)
+        version = next_base_version(spec.base_model.version, number)
     else:
+        new = since_base(new, merged)
+        if len(new) < MIN_FINETUNE_SAMPLES:
+            raise PlanRefused(
+                Reason.TOO_FEW_SAMPLES,
+                f"{len(new)} samples since {spec.base_model.version} ({len(merged)} are merged into it); never "
+                f"fine-tune on fewer than {MIN_FINETUNE_SAMPLES} (seed section 5)",
+            )
         new, held_out = hold_out(new, recipe.gates.new_samples.holdout_share, MIN_FINETUNE_SAMPLES)
-        mix = old_sample_count(len(new), recipe.mixing)
-        count, rule = mix.old_samples, mix.rule
-        if count > len(anchor):
-            count, rule = len(anchor), f"{rule}; limited to the {len(anchor)} anchor samples there are"
+        count, shortfall, rule = anchor_draw_size(len(new), len(anchor), recipe.mixing)
         drawn = set(draw_old_samples([r.image for r in anchor], count, seed))
         old = [r for r in anchor if r.image in drawn]
         version = finetune_version(spec.base_model.version, number)
@@ -144,14 +194,17 @@ def build_plan(
             evaluations, spec.base_model.digest, test_manifest_digest, recipe.training.imgsz
         ),
         mixing_rule=rule,
+        anchor_shortfall=shortfall,
         training=recipe.training,
         rebase=recipe.rebase,
         gates=recipe.gates,
     )
 
 
-def plan_summary(plan: RunPlan, digest: str, uri: str) -> PlanSummary:
+def plan_summary(plan: RunPlan, digest: str, uri: str, merged: int = 0) -> PlanSummary:
     return PlanSummary(
+        anchor_shortfall=plan.anchor_shortfall,
+        merged_samples=merged,
         new_samples=len(plan.new_samples),
         held_out_samples=len(plan.held_out_samples),
         old_samples=len(plan.old_samples),

@@ -72,11 +72,14 @@ def looser_gates(run: GateThresholds, pool: GateThresholds) -> list[str]:
 def smaller_mix(run: Mixing, pool: Mixing, new_samples: int) -> list[str]:
     """The run's mix, when it would draw fewer old samples for `new_samples` than the pool's."""
     ours, theirs = old_sample_count(new_samples, run), old_sample_count(new_samples, pool)
+    found = []
     if ours.old_samples < theirs.old_samples:
-        return [
+        found.append(
             f"mixing draws {ours.old_samples} old samples for {new_samples} new; the pool's draws {theirs.old_samples}"
-        ]
-    return []
+        )
+    if run.allow_smaller_anchor and not pool.allow_smaller_anchor:
+        found.append("mixing.allowSmallerAnchor true (the pool refuses a short anchor draw)")
+    return found
 
 
 def looser_than_pool(run: FineTuneRunSpec, pool: FineTunePoolSpec, new_samples: int) -> list[str]:

@@ -40,9 +40,13 @@ def finetune_version(base: str, number: int) -> str:
     return str(Version(parsed.base, number))
 
 
-def next_base_version(base: str) -> str:
+def next_base_version(base: str, attempt: int = 1) -> str:
+    """The version the `attempt`-th Rebase from `base` trains: base_v<N+attempt>. Every attempt gets
+    its own name, so a rejected base_v2 is never confused with the base_v3 that passed after it."""
+    if attempt < 1:
+        raise ValueError(f"rebase attempts start at 1, got {attempt}")
     parsed = parse_version(base)
-    return str(Version(parsed.base + 1))
+    return str(Version(parsed.base + attempt))
 
 
 def chaining_refusal(start_from: str) -> str:
