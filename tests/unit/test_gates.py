@@ -65,7 +65,9 @@ def test_gate3_is_a_pass_when_disabled() -> None:
 
 
 def test_gate3_reviews_a_class_that_got_worse() -> None:
-    decision = ab_gate([ClassAP("title", 0.9, 0.95), ClassAP("date", 0.9, 0.85)], ABGate(enabled=True, audit_manifest=AUDIT))
+    decision = ab_gate(
+        [ClassAP("title", 0.9, 0.95), ClassAP("date", 0.9, 0.85)], ABGate(enabled=True, audit_manifest=AUDIT)
+    )
     assert decision.verdict == "Review"
     assert "date" in decision.reason and "title" not in decision.reason
 
@@ -88,7 +90,6 @@ def test_gate3_tolerates_a_drop_within_tolerance() -> None:
 )
 def test_overall_verdict_is_the_strictest(verdicts: list, overall: str) -> None:
     assert overall_verdict(verdicts) == overall
-
 
 
 @pytest.mark.parametrize(

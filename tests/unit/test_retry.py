@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from ballast.api.finetunepool import FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus, SampleSnapshot
 from ballast.policy.retry import LABEL_RETRY_OF, build_retry, retry_name, retry_refusal
 
-from .builders import DIGEST, a_run_spec
+from .builders import DIGEST, a_model, a_pool_spec, a_run_spec
 
 SNAPSHOT = SampleSnapshot(sample_count=60, manifest_digest=DIGEST)
 
@@ -47,15 +48,25 @@ def test_a_run_that_failed_before_freezing_its_samples_has_nothing_to_retry_on()
     assert refusal is not None and "frozen" in refusal
 
 
-def test_a_retry_is_a_new_run_on_the_same_snapshot_recorded_as_a_retry() -> None:
-    spec = a_run_spec(snapshot=None, trigger="Volume", seed=5)
+def test_a_retry_is_a_new_run_on_the_same_snapshot_with_the_pools_recipe_now() -> None:
+    spec = a_run_spec(snapshot=None, trigger="Volume", seed=5, training={"batch": 64})
     status = FineTuneRunStatus(phase="Failed", snapshot=SNAPSHOT)
-    body = build_retry("p-run-1", spec, status, {"p-run-1", "p-run-1-retry-1"}, "pool-uid")
+    pool = ("pool-uid", a_pool_spec(), FineTunePoolStatus())
+    body = build_retry("p-run-1", spec, status, {"p-run-1", "p-run-1-retry-1"}, pool)
     assert body["metadata"]["name"] == "p-run-1-retry-2"
     assert body["metadata"]["labels"][LABEL_RETRY_OF] == "p-run-1"
+    assert body["metadata"]["ownerReferences"][0]["uid"] == "pool-uid"
     retry = FineTuneRunSpec.model_validate(body["spec"])
     assert (retry.trigger, retry.retry_of, retry.snapshot, retry.seed) == ("Retry", "p-run-1", SNAPSHOT, 5)
-    assert retry.base_model == spec.base_model and retry.approval is None
+    assert retry.training is None and retry.approval is None  # the pool's recipe, as fixed since
+    assert retry.base_model == a_pool_spec().base_model
+
+
+def test_a_retry_starts_from_the_base_the_pool_adopted_since() -> None:
+    adopted = a_model("base_v2")
+    pool = ("pool-uid", a_pool_spec(), FineTunePoolStatus(current_base_model=adopted))
+    body = build_retry("p-run-1", a_run_spec(), FineTuneRunStatus(phase="Failed"), (), pool)
+    assert FineTuneRunSpec.model_validate(body["spec"]).base_model.version == "base_v2"
 
 
 def test_retry_names_stay_valid_object_names() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 def runs_retry(args: argparse.Namespace, kube: Any, namespace: str) -> int:
     from ballast.adapters.kube import ApiException, create_custom, get_custom, list_custom
+    from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
     from ballast.api.finetunerun import TERMINAL_PHASES, FineTuneRunSpec, FineTuneRunStatus
     from ballast.cli.people import _api_message
     from ballast.policy.retry import build_retry, retry_refusal
@@ -29,7 +30,12 @@ def runs_retry(args: argparse.Namespace, kube: Any, namespace: str) -> int:
     refusal = retry_refusal(args.run, status, (spec.snapshot or status.snapshot) is not None, active)
     if refusal:
         raise SystemExit(f"refused: {refusal}")
-    body = build_retry(args.run, spec, status, {r["metadata"]["name"] for r in runs}, pool["metadata"]["uid"])
+    pool_state = (
+        pool["metadata"]["uid"],
+        FineTunePoolSpec.model_validate(pool["spec"]),
+        FineTunePoolStatus.model_validate(pool.get("status") or {}),
+    )
+    body = build_retry(args.run, spec, status, {r["metadata"]["name"] for r in runs}, pool_state)
     try:
         create_custom(kube, namespace, "finetuneruns", body)
     except ApiException as error:

@@ -1,8 +1,10 @@
 """`ballast runs retry`: a failed or rejected run tried again on the same samples, as a new run.
 
-A run is immutable, so a retry is a new FineTuneRun under a new name: the same pool, kind, base,
-frozen snapshot and recipe, trigger `Retry` and `retryOf` naming the original. Without it a failed
-run would use up its samples until 50 more arrive (the pool counts from the last run's snapshot).
+A run is immutable, so a retry is a new FineTuneRun under a new name: the same pool, kind and
+frozen snapshot, trigger `Retry` and `retryOf` naming the original; the recipe and the base are the
+pool's now, as for a run the pool would start (a fix to the pool, e.g. a smaller batch after an
+out-of-memory failure, is what a retry is for). Without it a failed run would use up its samples
+until 50 more arrive (the pool counts from the last run's snapshot).
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
+from ballast.policy.finetunepool import effective_base
 from ballast.policy.manifests import build_run
 
 LABEL_RETRY_OF = "ballast.dev/retry-of"
@@ -37,11 +41,22 @@ def retry_name(original: str, existing: Collection[str]) -> str:
 
 
 def build_retry(
-    original: str, spec: FineTuneRunSpec, status: FineTuneRunStatus, existing: Collection[str], pool_uid: str
+    original: str,
+    spec: FineTuneRunSpec,
+    status: FineTuneRunStatus,
+    existing: Collection[str],
+    pool: tuple[str, FineTunePoolSpec, FineTunePoolStatus],
 ) -> dict[str, Any]:
-    """The new run: everything the original was planned with, its snapshot frozen in spec."""
-    retry_spec = spec.evolve(
-        trigger="Retry", retry_of=original, snapshot=spec.snapshot or status.snapshot, approval=None
+    """The new run: the original's samples (its snapshot, frozen in spec) and seed, the pool's base and recipe."""
+    pool_uid, pool_spec, pool_status = pool
+    retry_spec = FineTuneRunSpec(
+        pool=spec.pool,
+        kind=spec.kind,
+        trigger="Retry",
+        retry_of=original,
+        base_model=effective_base(pool_spec, pool_status),
+        snapshot=spec.snapshot or status.snapshot,
+        seed=spec.seed,
     )
     body = build_run(name=retry_name(original, existing), pool=spec.pool, pool_uid=pool_uid, spec=retry_spec)
     body["metadata"]["labels"][LABEL_RETRY_OF] = original[:63]
