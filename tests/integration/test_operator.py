@@ -491,3 +491,19 @@ def test_2000_samples_lead_to_a_rebase_run_and_a_new_base(
     assert rebase["status"] == "False"
     adopted = layout.released_model("invoices", "base_v2")
     assert pool_store.exists(adopted) and pool_store.exists(layout.beside(adopted, "lineage.json"))
+
+    # The next fine-tune starts from base_v2 and plans only the samples since it: the 2000 it was
+    # trained on are merged into it (they stay in the pool).
+    since = write_pool_samples(pool_store, "invoices", range(2000, 2060), size=64)
+    notify_samples_added(cluster.kubeconfig, namespace, "invoices", 60)
+    run = eventually(
+        lambda: run_phase(kube, namespace, "invoices-run-2", ("Training", "Gating", "Succeeded", "Failed")),
+        120,
+        what="the fine-tune after the rebase",
+    )
+    assert run["spec"]["kind"] == "FineTune" and run["spec"]["baseModel"]["version"] == "base_v2"
+    assert run["status"]["plan"]["mergedSamples"] == 2000
+    plan = RunPlan.model_validate_json(pool_store.get(run_files(kube, namespace, "invoices-run-2").plan))
+    assert plan.new_version == "ft_v2.1"
+    assert {r.image for r in plan.new_samples + plan.held_out_samples} == {r.image for r in since}
+    assert pool_status(kube, namespace)["baseSnapshot"]["sampleCount"] == 2000
