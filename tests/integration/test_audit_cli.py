@@ -148,11 +148,14 @@ def test_sample_audit_from_the_inbox_draws_a_labelling_folder_that_becomes_a_set
         pool_store.put(f"{item}/image.png", png)
         report = f'{{"documentId": "doc{index}", "reportedBy": "u", "imageFile": "image.png"}}'
         pool_store.put(f"{item}/report.json", report.encode())
+    broken = layout.inbox_item("invoices", moment + timedelta(minutes=1), "gone")
+    pool_store.put(f"{broken}/report.json", b'{"documentId": "gone", "imageFile": "image.jpg"}')
     out = tmp_path / "to-label"
     drawn = ballast(
         cluster, namespace, "samples", "sample-audit", "invoices", "--from", "inbox", "--out", str(out), "--count", "7"
     )
     assert drawn.returncode == 1 and "only 6 usable documents" in drawn.stderr
+    assert "-gone: StoreRefused" in drawn.stderr  # its image never arrived: skipped, saying so
     assert not out.exists()
     drawn = ballast(
         cluster, namespace, "samples", "sample-audit", "invoices", "--from", "inbox", "--out", str(out), "--count", "5"

@@ -152,6 +152,7 @@ def inbox_items(store: ObjectStore, pool: str) -> list[str]:
 def _from_inbox(
     store: ObjectStore, args: argparse.Namespace, classes: list[str], seed: int, pool_digests: set[str], namespace: str
 ) -> int:
+    from ballast.adapters.objectstore import StoreRefused
     from ballast.adapters.pool import check_image
 
     items = inbox_items(store, args.pool)
@@ -167,8 +168,8 @@ def _from_inbox(
                 raise SampleError(f"imageFile {image_file!r} is not a file name")
             data = store.get(f"{item}/{image_file}")
             extension = check_image(data, item)
-        except (SampleError, ValueError, KeyError) as error:
-            skipped[item] = str(error)
+        except (SampleError, StoreRefused, ValueError, KeyError) as error:  # a broken report or a missing image
+            skipped[item] = f"{type(error).__name__}: {error}"
             continue
         digest = digest_bytes(data)
         if digest in pool_digests:
