@@ -12,6 +12,7 @@ from ballast.api import layout
 from ballast.api.contracts import digest_bytes
 from ballast.api.samples import parse_manifest
 from ballast_dev.synth import CLASSES, render
+from ballast_dev.testing.datasets import TRAIN_MANIFEST
 
 from .test_operator import start_pool
 from .test_samples_cli import ballast
@@ -91,7 +92,7 @@ def _pool_spec(kube, namespace: str) -> dict:
     return body["spec"]
 
 
-def test_sample_audit_refuses_a_set_holding_an_image_already_in_the_pool(
+def test_sample_audit_refuses_a_set_holding_an_image_the_pool_trains_on(
     kube, namespace, store_secret, pool_store, cluster, tmp_path
 ):
     start_pool(kube, cluster, namespace, pool_store)
@@ -112,6 +113,9 @@ def test_sample_audit_refuses_a_set_holding_an_image_already_in_the_pool(
         "trained-on",
     )
     assert added.returncode == 0, added.stderr
+    anchor = parse_manifest(pool_store.get(TRAIN_MANIFEST).decode())[0]
+    (folder / "images" / "anchor.png").write_bytes(pool_store.get(anchor.image))
+    (folder / "labels" / "anchor.txt").write_bytes(pool_store.get(anchor.label))
 
     refused = ballast(cluster, namespace, "samples", "sample-audit", "invoices", "--from", str(folder), "--count", "10")
     assert refused.returncode != 0 and "--reviewed-by is required" in refused.stderr
@@ -130,6 +134,7 @@ def test_sample_audit_refuses_a_set_holding_an_image_already_in_the_pool(
     )
     assert refused.returncode == 1
     assert "refused images/p005.png: its image is already a sample in pool invoices" in refused.stderr
+    assert f"refused images/anchor.png: its image is in the anchor train set ({TRAIN_MANIFEST})" in refused.stderr
     assert "nothing was written" in refused.stderr
     assert audit_keys(pool_store) == []
 

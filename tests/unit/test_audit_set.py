@@ -19,13 +19,13 @@ from ballast.api.samples import SampleError, parse_manifest
 from ballast.cli.auditset import (
     AuditError,
     Document,
-    already_in_pool,
     audit_set,
     check_document,
     document_ids,
     draw,
     gate3_instructions,
     render_audit_manifest,
+    trained_on,
 )
 
 
@@ -146,9 +146,10 @@ def test_a_labelled_document_qualifies_with_the_digests_of_its_bytes(labels: str
     )
 
 
-def test_documents_whose_image_is_already_a_pool_sample_are_found() -> None:
+def test_documents_whose_image_is_trained_on_are_found_with_where() -> None:
     pool = documents(5)
-    assert already_in_pool(pool, {pool[1].image_digest, digest_bytes(b"elsewhere")}) == [pool[1]]
+    trained = {pool[1].image_digest: "already a sample in pool p", digest_bytes(b"elsewhere"): "in the anchor"}
+    assert trained_on(pool, trained) == [(pool[1], "already a sample in pool p")]
 
 
 # ---- the set's keys and manifest -----------------------------------------------------------------

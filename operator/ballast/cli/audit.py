@@ -8,7 +8,8 @@
 reads), checks each as a sample is checked, draws `--count` of them at random (the seed is written
 in the manifest's header), uploads them under `audit/<pool>/<set>/`, writes the manifest last and
 prints the line that sets `gates.abComparison.auditManifest`. An image that is already a sample in
-the pool refuses the whole set: a model must not be judged on what it was trained on.
+the pool, or in its anchor train set, refuses the whole set: a model must not be judged on what it
+was trained on.
 
 `--from inbox` is the first half of the path from the documents users reported to `ballast serve`
 (unlabelled) to a labelled set: it draws `--count` of them into a labelling folder (images, an empty
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from ballast.api import layout
 from ballast.api.contracts import digest_bytes
-from ballast.api.samples import SampleError
+from ballast.api.samples import SampleError, parse_manifest
 from ballast.cli import auditset
 from ballast.cli.auditset import AuditError, Document
 
@@ -60,7 +61,6 @@ def register(samples: argparse._SubParsersAction) -> None:
 
 
 def sample_audit(args: argparse.Namespace) -> int:
-    from ballast.adapters.pool import list_index
     from ballast.cli.people import _kube, _namespace, _pool
 
     if args.count < 1:
@@ -76,14 +76,29 @@ def sample_audit(args: argparse.Namespace) -> int:
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     namespace = _namespace(args)
     _body, spec, store = _pool(_kube(), namespace, args.pool)
-    pool_digests = {layout.parse_index_key(key).image_digest for key in list_index(store, args.pool)}
+    trained = trained_images(store, args.pool, spec.anchor.train_manifest)
     try:
         if args.source == INBOX:
-            return _from_inbox(store, args, spec.classes, seed, pool_digests, namespace)
-        return _from_folder(store, args, len(spec.classes), seed, pool_digests, namespace)
+            return _from_inbox(store, args, spec.classes, seed, trained, namespace)
+        return _from_folder(store, args, len(spec.classes), seed, trained, namespace)
     except AuditError as error:
         print(f"refused: {error}; nothing was written", file=sys.stderr)
         return 1
+
+
+def trained_images(store: ObjectStore, pool: str, anchor_train_manifest: str) -> dict[str, str]:
+    """Image digest -> where every run trains on it: the pool's samples and the anchor train set."""
+    from ballast.adapters.objectstore import StoreRefused
+    from ballast.adapters.pool import list_index
+
+    try:
+        anchor = parse_manifest(store.get(anchor_train_manifest).decode(), anchor_train_manifest)
+    except (StoreRefused, SampleError) as error:
+        raise SystemExit(f"error: the pool's anchor.trainManifest cannot be read: {error}") from None
+    trained = {ref.image_digest: f"in the anchor train set ({anchor_train_manifest})" for ref in anchor}
+    for key in list_index(store, pool):
+        trained[layout.parse_index_key(key).image_digest] = f"already a sample in pool {pool}"
+    return trained
 
 
 # ---- --from DIR: a labelled folder becomes the set -----------------------------------------------
@@ -105,18 +120,18 @@ def read_folder(directory: Path, fmt: str, num_classes: int) -> tuple[list[Docum
 
 
 def _from_folder(
-    store: ObjectStore, args: argparse.Namespace, num_classes: int, seed: int, pool_digests: set[str], namespace: str
+    store: ObjectStore, args: argparse.Namespace, num_classes: int, seed: int, trained: dict[str, str], namespace: str
 ) -> int:
     documents, refused = read_folder(Path(args.source), args.format, num_classes)
     for name, why in refused.items():
         print(f"refused {name}: {why}", file=sys.stderr)
-    trained_on = auditset.already_in_pool(documents, pool_digests)
+    trained_on = auditset.trained_on(documents, trained)
     if trained_on:
-        for document in trained_on:
-            print(f"refused {document.name}: its image is already a sample in pool {args.pool}", file=sys.stderr)
+        for document, where in trained_on:
+            print(f"refused {document.name}: its image is {where}", file=sys.stderr)
         raise AuditError(
-            f"{len(trained_on)} documents are already samples in pool {args.pool}, so a model may have trained on "
-            "them; remove them from the folder (audit documents stay out of the pool)"
+            f"{len(trained_on)} documents are trained on (pool samples or anchor train set), so a model would be "
+            "judged on what it learned; remove them from the folder (audit documents stay out of the pool)"
         )
     drawn = auditset.draw(documents, args.count, seed, args.allow_fewer)
     for name, kept in drawn.duplicates:
@@ -150,7 +165,7 @@ def inbox_items(store: ObjectStore, pool: str) -> list[str]:
 
 
 def _from_inbox(
-    store: ObjectStore, args: argparse.Namespace, classes: list[str], seed: int, pool_digests: set[str], namespace: str
+    store: ObjectStore, args: argparse.Namespace, classes: list[str], seed: int, trained: dict[str, str], namespace: str
 ) -> int:
     from ballast.adapters.objectstore import StoreRefused
     from ballast.adapters.pool import check_image
@@ -172,8 +187,8 @@ def _from_inbox(
             skipped[item] = f"{type(error).__name__}: {error}"
             continue
         digest = digest_bytes(data)
-        if digest in pool_digests:
-            skipped[item] = f"already a sample in pool {args.pool} (reviewed into the pool: not for auditing)"
+        if digest in trained:
+            skipped[item] = f"{trained[digest]}: trained on, not for auditing"
         elif digest in seen:
             skipped[item] = f"same image as {seen[digest]}"
         else:

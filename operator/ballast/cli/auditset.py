@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
@@ -91,9 +91,10 @@ def draw(documents: Iterable[Document], count: int, seed: int, allow_fewer: bool
     return Draw(tuple(chosen), len(kept), tuple(duplicates))
 
 
-def already_in_pool(documents: Iterable[Document], pool_image_digests: set[str]) -> list[Document]:
-    """Documents a model may have been trained on: their image is already a sample in the pool."""
-    return [d for d in documents if d.image_digest in pool_image_digests]
+def trained_on(documents: Iterable[Document], trained: Mapping[str, str]) -> list[tuple[Document, str]]:
+    """Documents a model may have been trained on, with where: `trained` maps image digests to
+    where they are trained on (a pool sample, the anchor train set)."""
+    return [(d, trained[d.image_digest]) for d in documents if d.image_digest in trained]
 
 
 def safe_name(text: str) -> str:
