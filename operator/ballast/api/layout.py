@@ -11,6 +11,10 @@ dev tools all build keys here; no other module spells one.
     pool/<pool>/rejected/<stamp>~<id>.json         why a sample was refused
     pool/<pool>/snapshots/<hex>.txt                a run's frozen sample manifest, named by its digest
     inbox/<pool>/<stamp>-<document id>             failure reports from serving, waiting for review
+    audit/<pool>/<set>/<document>/image.<ext>      a Gate 3 audit document (never a sample): image,
+    audit/<pool>/<set>/<document>/label.txt          its reviewed labels,
+    audit/<pool>/<set>/manifest.txt                the set's manifest (written last); <set> is the
+                                                   digest of its documents' image and label digests
     runs/<run>/<run uid>/...                       one run's artifacts (RunArtifacts); the uid keeps a
                                                    re-created run from meeting an older one's files
     models/<pool>/<version>/model.pt               released and adopted models, kept for rollback,
@@ -83,6 +87,27 @@ def inbox_prefix(pool: str) -> str:
 
 def inbox_item(pool: str, stamp: datetime, document_id: str) -> str:
     return f"{inbox_prefix(pool)}{stamp.astimezone(UTC).strftime(_STAMP)}-{document_id}"
+
+
+# ---- Gate 3 audit sets ------------------------------------------------------------------------
+# Reviewed production documents kept apart from the pool: a model is measured on them, never
+# trained on them. A set is named by what it holds, so building the same set twice writes nothing new.
+def audit_prefix(pool: str) -> str:
+    return f"audit/{pool}/"
+
+
+def audit_set(pool: str, set_digest: str) -> str:
+    return f"{audit_prefix(pool)}{_hex(set_digest)}/"
+
+
+def audit_file(pool: str, set_digest: str, document: str, file: str) -> str:
+    """`file`: `image.<ext>` or `label.txt` (the label beside the image, as a manifest expects)."""
+    return f"{audit_set(pool, set_digest)}{document}/{file}"
+
+
+def audit_manifest(pool: str, set_digest: str) -> str:
+    """What `gates.abComparison.auditManifest` names."""
+    return f"{audit_set(pool, set_digest)}manifest.txt"
 
 
 # ---- the sample index --------------------------------------------------------------------------

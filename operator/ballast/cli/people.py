@@ -2,6 +2,7 @@
 
     ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID]
     ballast samples import POOL DIR --reviewed-by NAME [--format yolo|label-studio|cvat]
+    ballast samples sample-audit POOL --from DIR|inbox ...   (the Gate 3 audit set: ballast.cli.audit)
     ballast runs approve RUN --reason TEXT        (in your own authenticated name)
     ballast release rollback RELEASE [--to VERSION]
     ballast status
@@ -48,6 +49,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     importer.add_argument("--reviewed-by", required=True)
     importer.add_argument("--reported-by", default="unknown")
     importer.set_defaults(handler=_samples_import)
+    from ballast.cli import audit
+
+    audit.register(samples)
 
     runs = commands.add_parser("runs", help="FineTuneRuns").add_subparsers(dest="verb", required=True)
     approve = runs.add_parser(
