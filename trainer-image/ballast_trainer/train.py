@@ -3,7 +3,7 @@
 train:  fine-tune FROM THE BASE (never from a fine-tune) on the pool samples plus the anchor draw,
         with the seed's recipe (epochs 10, lr0 0.001 with a named optimizer, freeze 10, warmup 1,
         cosine LR, one optimizer step per batch), on `gpus` devices, then upload weights, lineage
-        and per-epoch metrics and write a TrainResult.
+        (with what the trainer measured it ran) and per-epoch metrics and write a TrainResult.
 rebase: train a new base from scratch on the whole anchor set plus every pool sample.
 """
 
@@ -119,9 +119,16 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
     data = _stage_dataset(context)
     started = time.monotonic()
     log(f"training {plan.new_version} from {Path(start_model).name}: {json.dumps(args, sort_keys=True)}")
-    best, epochs, used = yolo.train(start_model, data, context.workdir / "runs", args)
+    best, epochs, used, ran = yolo.train(start_model, data, context.workdir / "runs", args)
     context.timed("train", started)
     log(f"trained in {context.timings['train']:.1f} s; uploading")
+    if ran:
+        log(
+            f"ran on {','.join(ran.devices)}, amp {ran.amp}: {ran.iterations} batches of {ran.batch}, "
+            f"{ran.optimizer_steps} optimizer steps (accumulate {ran.accumulate}, nbs {ran.nbs}), warm-up "
+            f"{ran.warmup_iterations} iterations from bias lr {ran.warmup_bias_lr:g}, "
+            f"{ran.validation_passes} validation passes ({ran.validation_seconds:.1f} s)"
+        )
     started = time.monotonic()
     files = artifacts(plan)
     model_digest = store.put_file(files.model, best)
@@ -138,6 +145,7 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
         started_at=started_at,
         finished_at=datetime.now(UTC),
         seconds=dict(context.timings),
+        ran=ran,
     )
     lineage_digest = context.put_json(files.lineage, lineage)
     metrics = [EpochMetrics(epoch=int(row.get("epoch", i + 1)), metrics=row) for i, row in enumerate(epochs)]
