@@ -110,7 +110,9 @@ def test_a_rebase_starts_its_bias_warm_up_at_its_own_lr0_and_keeps_the_nominal_b
     ("training", "message"),
     [
         pytest.param(
-            {"gpus": 4, "batch": 10}, "batch 10 must be a multiple of training.gpus 4", id="batch 10 on 4 GPUs"
+            {"gpus": 4, "batch": 10},
+            "batch 10 must be a multiple of training.gpus 4",
+            id="a batch of 10 does not split over 4 GPUs",
         ),
         pytest.param({"amp": "fp32"}, "amp", id="an unknown amp setting names the field"),
         pytest.param({"nbs": 0}, "nbs", id="a zero nominal batch names the field"),
