@@ -338,6 +338,15 @@ def test_the_generated_crds_install_and_reject_invalid_objects_with_their_messag
         "spec": {**pool["spec"], "gates": {"abComparison": {"enabled": True, "auditManifest": "audit/m.txt"}}},
     }
     custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetunepools", audited)
+    uneven = {
+        **pool,
+        "metadata": {"name": "uneven"},
+        "spec": {**pool["spec"], "training": {"gpus": 4, "batch": 10}},
+    }
+    assert "training.batch must be a multiple of training.gpus" in rejected(uneven)
+    four_gpus = {**pool, "metadata": {"name": "four-gpus"}, "spec": {**pool["spec"], "training": {"gpus": 4}}}
+    created = custom.create_namespaced_custom_object("ballast.dev", "v1alpha1", namespace, "finetunepools", four_gpus)
+    assert (created["spec"]["training"]["batch"], created["spec"]["training"]["amp"]) == (16, "auto")
 
     run = {
         "apiVersion": "ballast.dev/v1alpha1",

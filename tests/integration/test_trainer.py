@@ -45,6 +45,8 @@ def run_trainer(cluster, stage: str, plan: tuple[str, str], tmp_path: Path) -> s
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
         "BALLAST_TERMINATION_LOG": str(tmp_path / f"termination-log-{stage}"),
+        # The checkout under test, where it is put ahead of an installed copy.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
     }
     tmp_path.mkdir(parents=True, exist_ok=True)
     uri, digest = plan
@@ -149,6 +151,11 @@ def test_rebase_trains_a_base_from_scratch_with_lineage(trained):
     assert lineage.model_version == "base_v1"
     assert lineage.base_digest is None  # from scratch: nothing to chain from
     assert lineage.params["pretrained"] is False
+    # 48 images at batch 16 for 2 epochs: a base's bias warm-up starts at its own lr0, one step a batch.
+    ran = lineage.ran
+    assert (ran.warmup_bias_lr, ran.nbs, ran.accumulate) == (0.01, 16, 1)
+    assert (ran.batches_per_epoch, ran.warmup_iterations, ran.optimizer_steps) == (3, 3, 6)
+    assert (ran.amp, ran.devices) == ("off", ["cpu"])
     weights = store.get(bootstrap.model, trained["base_result"].model.digest)  # raises on mismatch
     assert len(weights) > 100_000
 
@@ -170,6 +177,33 @@ def test_the_fine_tune_starts_from_the_base_with_the_seeds_recipe(trained):
     assert {"ultralytics", "torch", "ballast"} <= set(lineage.libraries)
     assert set(lineage.seconds) >= {"download", "train"}
     assert result.epochs and "train/box_loss" in result.epochs[-1].metrics
+
+
+def test_the_lineage_of_a_fine_tune_shows_the_recipe_that_ran(trained, cluster):
+    """24 pages (10 new, 14 old) at batch 8 for 2 epochs: 3 batches an epoch, one optimizer step
+    per batch (nbs = batch, not Ultralytics' 64), a warm-up of one epoch (3 iterations) whose bias
+    learning rate starts at lr0 (not Ultralytics' 0.1), measured inside the trainer."""
+    store, plan = trained["store"], trained["plan"]
+    recipe = plan.evolve(
+        run="recipe",
+        run_uid="uid-recipe",
+        new_version="ft_v1.2",
+        old_samples=trained["anchor"].train[:14],
+        training=TINY.evolve(epochs=2, batch=8),
+    )
+    completed = run_trainer(cluster, "train", put_plan(store, recipe), trained["tmp"] / "recipe")
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    lineage = Lineage.model_validate_json(store.get(files(recipe).lineage))
+    images, batch, epochs = 24, 8, 2
+    ran = lineage.ran
+    assert (lineage.params["warmup_bias_lr"], lineage.params["nbs"]) == (0.001, 8)
+    assert (ran.warmup_bias_lr, ran.nbs, ran.batch, ran.accumulate, ran.effective_batch) == (0.001, 8, 8, 1, 8)
+    assert ran.batches_per_epoch == -(-images // batch)
+    assert ran.warmup_iterations == ran.batches_per_epoch  # warmupEpochs 1
+    assert ran.iterations == ran.optimizer_steps == epochs * -(-images // batch)
+    assert (ran.amp, ran.devices) == ("off", ["cpu"])
+    # val=False: Ultralytics still validates the last epoch and best.pt; the lineage says so.
+    assert ran.validation_passes == 2 and ran.validation_seconds > 0
 
 
 def test_the_gates_write_a_report_whose_verdict_follows_the_policy(trained):

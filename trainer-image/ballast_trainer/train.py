@@ -2,7 +2,8 @@
 
 train:  fine-tune FROM THE BASE (never from a fine-tune) on the pool samples plus the anchor draw,
         with the seed's recipe (epochs 10, lr0 0.001 with a named optimizer, freeze 10, warmup 1,
-        cosine LR), then upload weights, lineage and per-epoch metrics and write a TrainResult.
+        cosine LR, one optimizer step per batch), on `gpus` devices, then upload weights, lineage
+        (with what the trainer measured it ran) and per-epoch metrics and write a TrainResult.
 rebase: train a new base from scratch on the whole anchor set plus every pool sample.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +19,9 @@ from typing import Any
 from ballast.api import layout
 from ballast.api.common import ModelRef
 from ballast.api.contracts import EpochMetrics, Lineage, TrainResult
+from ballast.api.params import RebaseParams, TrainingParams
 from ballast.policy.versions import start_model_refusal
-from ballast_trainer import dataset, yolo
+from ballast_trainer import dataset, devices, yolo
 from ballast_trainer.common import Context, Refused, artifacts, library_versions, log
 
 
@@ -49,8 +52,12 @@ def verified_base(context: Context) -> Path:
     return path
 
 
-def finetune_args(context: Context) -> dict[str, Any]:
-    t = context.plan.training
+def finetune_args(training: TrainingParams, seed: int, gpus: Sequence[devices.Capability]) -> dict[str, Any]:
+    """Ultralytics' train() arguments for a fine-tune: the recipe as given, and every default that
+    would change it set explicitly (optimizer, nbs, warmup_bias_lr, amp). `gpus`: the compute
+    capability of each GPU it trains on."""
+    t = training
+    amp = devices.amp_mode(t.amp, gpus)
     return {
         "epochs": t.epochs,
         "lr0": t.lr0,
@@ -59,23 +66,36 @@ def finetune_args(context: Context) -> dict[str, Any]:
         "momentum": t.momentum,
         "freeze": t.freeze,
         "warmup_epochs": t.warmup_epochs,
+        "warmup_bias_lr": t.bias_warmup_lr(t.lr0),  # Ultralytics' 0.1 would be 100x the seed's lr0
         "cos_lr": t.cos_lr,
         "imgsz": t.imgsz,
         "batch": t.batch,
-        "device": yolo.device_for(t.gpus),
+        "nbs": t.nominal_batch(),  # Ultralytics' 64 would accumulate batches of 16 four at a time
+        "device": devices.training_device(t.gpus),
         "workers": 8 if t.gpus else 0,
-        # AMP on GPU in bf16: the fp16 path runs a self-check that downloads weights.
-        "amp": "bf16" if t.gpus else False,
-        "seed": context.plan.seed,
+        "amp": devices.ULTRALYTICS_AMP[amp],
+        "seed": seed,
         "deterministic": True,
-        "val": False,  # the gates judge the model; skip per-epoch validation
+        "val": False,  # the gates judge the model; skip per-epoch validation (the last epoch still runs one)
     }
 
 
-def rebase_args(context: Context) -> dict[str, Any]:
-    args = finetune_args(context)
-    r = context.plan.rebase
-    args.update({"epochs": r.epochs, "lr0": r.lr0, "freeze": None, "warmup_epochs": 3, "pretrained": False})
+def rebase_args(
+    training: TrainingParams, rebase: RebaseParams, seed: int, gpus: Sequence[devices.Capability]
+) -> dict[str, Any]:
+    """A base from scratch: the training settings with the rebase's epochs and lr0, no freeze, a
+    3-epoch warm-up whose bias learning rate starts at the rebase's own lr0."""
+    args = finetune_args(training, seed, gpus)
+    args.update(
+        {
+            "epochs": rebase.epochs,
+            "lr0": rebase.lr0,
+            "warmup_bias_lr": rebase.lr0,
+            "freeze": None,
+            "warmup_epochs": 3,
+            "pretrained": False,
+        }
+    )
     return args
 
 
@@ -99,9 +119,16 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
     data = _stage_dataset(context)
     started = time.monotonic()
     log(f"training {plan.new_version} from {Path(start_model).name}: {json.dumps(args, sort_keys=True)}")
-    best, epochs, used = yolo.train(start_model, data, context.workdir / "runs", args)
+    best, epochs, used, ran = yolo.train(start_model, data, context.workdir / "runs", args)
     context.timed("train", started)
     log(f"trained in {context.timings['train']:.1f} s; uploading")
+    if ran:
+        log(
+            f"ran on {','.join(ran.devices)}, amp {ran.amp}: {ran.iterations} batches of {ran.batch}, "
+            f"{ran.optimizer_steps} optimizer steps (accumulate {ran.accumulate}, nbs {ran.nbs}), warm-up "
+            f"{ran.warmup_iterations} iterations from bias lr {ran.warmup_bias_lr:g}, "
+            f"{ran.validation_passes} validation passes ({ran.validation_seconds:.1f} s)"
+        )
     started = time.monotonic()
     files = artifacts(plan)
     model_digest = store.put_file(files.model, best)
@@ -118,6 +145,7 @@ def produce(context: Context, start_model: str, args: dict[str, Any], base_diges
         started_at=started_at,
         finished_at=datetime.now(UTC),
         seconds=dict(context.timings),
+        ran=ran,
     )
     lineage_digest = context.put_json(files.lineage, lineage)
     metrics = [EpochMetrics(epoch=int(row.get("epoch", i + 1)), metrics=row) for i, row in enumerate(epochs)]
@@ -153,10 +181,14 @@ def train(context: Context, unmixed_experiment: bool = False) -> None:
         )
     base = verified_base(context)
     assert context.plan.base_model is not None  # verified_base refuses otherwise
-    produce(context, str(base), finetune_args(context), context.plan.base_model.digest)
+    t = context.plan.training
+    args = finetune_args(t, context.plan.seed, devices.gpu_capabilities(t.gpus))
+    produce(context, str(base), args, context.plan.base_model.digest)
 
 
 def rebase(context: Context) -> None:
     if context.plan.kind != "Rebase":
         raise Refused(f"plan {context.plan.run} is a {context.plan.kind}; use `ballast-trainer train`")
-    produce(context, context.plan.rebase.architecture, rebase_args(context), None)
+    plan = context.plan
+    args = rebase_args(plan.training, plan.rebase, plan.seed, devices.gpu_capabilities(plan.training.gpus))
+    produce(context, plan.rebase.architecture, args, None)

@@ -7,18 +7,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ballast.api.contracts import TrainingRan
 from ballast.api.samples import parse_labels
+from ballast_trainer import measured
 
 
 def device_for(gpus: int) -> str:
+    """The one device a gate evaluates on."""
     return "0" if gpus > 0 else "cpu"
 
 
-def train(model: str, data: Path, project: Path, args: dict[str, Any]) -> tuple[Path, list[dict[str, float]], dict]:
-    """Train; return (best weights, per-epoch metrics, the train() arguments actually used)."""
+def train(
+    model: str, data: Path, project: Path, args: dict[str, Any]
+) -> tuple[Path, list[dict[str, float]], dict, TrainingRan | None]:
+    """Train; return (best weights, per-epoch metrics, the train() arguments actually used, what
+    the trainer measured it ran)."""
     from ultralytics import YOLO
 
     yolo = YOLO(model)
+    measured.Recorder().attach(yolo)
     used = dict(args, data=str(data), project=str(project), name="train", exist_ok=True, plots=False, verbose=False)
     yolo.train(**used)
     trainer = yolo.trainer
@@ -28,7 +35,7 @@ def train(model: str, data: Path, project: Path, args: dict[str, Any]) -> tuple[
         best = save_dir / "weights" / "last.pt"
     epochs = _read_results(save_dir / "results.csv")
     resolved = {k: v for k, v in vars(trainer.args).items() if isinstance(v, str | int | float | bool) or v is None}
-    return best, epochs, resolved
+    return best, epochs, resolved, measured.read(save_dir)
 
 
 def _read_results(path: Path) -> list[dict[str, float]]:

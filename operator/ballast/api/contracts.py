@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field
 
 from ballast.api.common import BaseModelRef, Digest, Model, ModelRef, Verdict
-from ballast.api.params import GateThresholds, RebaseParams, TrainingParams
+from ballast.api.params import AmpMode, GateThresholds, RebaseParams, TrainingParams
 from ballast.api.samples import SampleRef
 
 
@@ -125,6 +125,27 @@ class EpochMetrics(Model):
     metrics: dict[str, float]
 
 
+class TrainingRan(Model):
+    """What Ultralytics' trainer ran, measured by callbacks inside it (per process under DDP)."""
+
+    batch: int = Field(description="Images per iteration, over all devices.")
+    nbs: int = Field(description="The nominal batch Ultralytics was given.")
+    accumulate: int = Field(description="Batches whose gradients are accumulated per optimizer step, after warm-up.")
+    effective_batch: int = Field(description="Images per optimizer step after warm-up: batch x accumulate.")
+    warmup_bias_lr: float = Field(description="Learning rate the bias parameters started warm-up at.")
+    batches_per_epoch: int
+    warmup_iterations: int = Field(description="Iterations of warm-up (LR, momentum and accumulation ramp up).")
+    iterations: int = Field(description="Batches run.")
+    optimizer_steps: int = Field(description="Optimizer steps taken (counted on the optimizer itself).")
+    amp: AmpMode = Field(description="Mixed precision that ran, after Ultralytics' own AMP check.")
+    devices: list[str] = Field(description="Devices trained on: `cpu`, or `cuda:<index>` for each GPU (DDP).")
+    validation_passes: int = Field(
+        description="Passes over the data's val split; with val=False Ultralytics still validates the last epoch "
+        "and best.pt."
+    )
+    validation_seconds: float = Field(0.0, description="Time those passes took.")
+
+
 class Lineage(Model):
     """A model's `lineage.json`: how it was made, enough to reproduce it."""
 
@@ -142,6 +163,9 @@ class Lineage(Model):
     started_at: datetime
     finished_at: datetime
     seconds: dict[str, float] = Field(description="Wall time per stage: download, train, upload.")
+    ran: TrainingRan | None = Field(
+        None, description="What the trainer measured while training; absent for an imported base."
+    )
 
 
 class TrainResult(Model):

@@ -85,6 +85,10 @@ class Resources(Model):
     limits: dict[str, str] = Field(default_factory=dict, description="Container resource limits.")
 
 
+AmpSetting = Literal["auto", "bf16", "fp16", "off"]
+AmpMode = Literal["bf16", "fp16", "off"]  # what `auto` becomes on a device, and what a lineage records
+
+
 class TrainingParams(Model):
     """Fine-tuning recipe (seed section 3) and the Job it runs in. The trainer image is not here:
     it is the operator's setting (`--trainer-image`, chart value `trainer.image`), so no resource
@@ -93,7 +97,24 @@ class TrainingParams(Model):
     `freeze` is passed to Ultralytics as given: it freezes modules 0..freeze-1. On yolo11 the
     backbone ends at module 10 (C2PSA), so `freeze: 10` leaves that last backbone block trainable;
     use 11 to freeze the whole yolo11 backbone.
+
+    Two Ultralytics defaults would change the seed's recipe without a trace, so Ballast sets them:
+    `warmupBiasLr` (Ultralytics: 0.1, 100x the seed's lr0) follows lr0 unless set, and `nbs`
+    (Ultralytics: 64, so batch 16 steps the optimizer every 4 batches) equals `batch` unless set:
+    one optimizer step per batch, as the seed's "batch 16" reads. `gpus: N` trains on N GPUs of
+    one pod (Ultralytics DDP); `batch` is the total over them, so it must divide evenly.
     """
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.gpus) || !has(self.batch) || self.gpus <= 1 || self.batch % self.gpus == 0",
+                    "message": "training.batch must be a multiple of training.gpus (the batch is split over the GPUs)",
+                }
+            ]
+        }
+    }
 
     epochs: int = Field(10, ge=1, le=1000, description="Fine-tune epochs; few are enough and prevent overfitting.")
     lr0: float = Field(0.001, gt=0, le=1, description="Initial learning rate; 1/10 of base training.")
@@ -106,17 +127,64 @@ class TrainingParams(Model):
     warmup_epochs: float = Field(1, ge=0, le=10, description="Warm-up epochs.")
     cos_lr: bool = Field(True, description="Cosine learning-rate decay.")
     imgsz: int = Field(640, ge=32, le=4096, description="Training and evaluation image size.")
-    batch: int = Field(16, ge=1, le=1024, description="Batch size.")
-    gpus: int = Field(1, ge=0, le=16, description="GPUs requested by the training Job (nvidia.com/gpu); 0 runs on CPU.")
+    batch: int = Field(16, ge=1, le=1024, description="Batch size (in total, over all GPUs).")
+    nbs: int | None = Field(
+        None,
+        ge=1,
+        le=4096,
+        description="Nominal batch: the optimizer steps every round(nbs/batch) batches. Absent: equals batch "
+        "(one step per batch; Ultralytics' own default 64 would accumulate 4 batches of 16).",
+    )
+    warmup_bias_lr: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="Learning rate bias parameters start warm-up at (they fall to lr0). Absent: lr0 "
+        "(Ultralytics' own default 0.1 is 100x the seed's lr0).",
+    )
+    amp: AmpSetting = Field(
+        "auto",
+        description="Mixed precision: auto (bf16 where every GPU supports it, fp16 on other GPUs, off on CPU), "
+        "bf16, fp16 or off. AMP is always off on CPU.",
+    )
+    gpus: int = Field(
+        1,
+        ge=0,
+        le=16,
+        description="GPUs of the training Job (nvidia.com/gpu); it trains on all of them in one pod (DDP). "
+        "0 runs on CPU.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for training and gate pods.")
     tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
     resources: Resources = Field(default_factory=Resources)
     backoff_limit: int = Field(1, ge=0, le=10, description="Retries of a failed training pod.")
     active_deadline_seconds: int = Field(6 * 3600, ge=60, description="Kill the training Job after this long.")
 
+    @model_validator(mode="after")
+    def _batch_splits_over_the_gpus(self) -> TrainingParams:
+        if self.gpus > 1 and self.batch % self.gpus:
+            raise ValueError(
+                f"training.batch {self.batch} must be a multiple of training.gpus {self.gpus} "
+                "(the batch is split over the GPUs)"
+            )
+        return self
+
+    def nominal_batch(self) -> int:
+        """The nbs Ultralytics is given: `nbs`, or the batch itself."""
+        return self.nbs if self.nbs is not None else self.batch
+
+    def bias_warmup_lr(self, lr0: float) -> float:
+        """The warmup_bias_lr Ultralytics is given: `warmupBiasLr`, or the lr0 the run trains with."""
+        return self.warmup_bias_lr if self.warmup_bias_lr is not None else lr0
+
 
 class RebaseParams(Model):
-    """Retraining a new base from scratch on anchor + all pool samples (seed section 2)."""
+    """Retraining a new base from scratch on anchor + all pool samples (seed section 2).
+
+    A rebase trains with the pool's `training` settings except those below, freeze (none),
+    warm-up (3 epochs) and `warmupBiasLr`: its bias warm-up starts at the rebase's own lr0, never
+    at a fine-tune's value; `nbs` is the training's (absent: the batch).
+    """
 
     threshold: int = Field(2000, ge=1, description="Pool samples since the current base that make a rebase due.")
     architecture: str = Field(

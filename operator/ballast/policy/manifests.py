@@ -53,6 +53,14 @@ def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
     }
 
 
+def needs_shared_memory(stage: Stage, training: TrainingParams) -> bool:
+    """A training on GPUs gets a memory-backed /dev/shm: its data-loader worker processes (8 per
+    GPU) hand batches over through shared memory, which a container runtime caps at 64 MiB by
+    default. It counts against the pod's memory limit. CPU trainings load in-process; the gate
+    loads in-process too."""
+    return stage in ("train", "rebase") and training.gpus > 0
+
+
 def build_job(
     *,
     run: str,
@@ -79,6 +87,11 @@ def build_job(
     }
     if training.gpus > 0:
         resources["limits"]["nvidia.com/gpu"] = str(training.gpus)
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
+    mounts = [{"name": "scratch", "mountPath": "/scratch"}]
+    if needs_shared_memory(stage, training):
+        volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
+        mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
     container = {
         "name": "trainer",
         "image": image,
@@ -105,7 +118,7 @@ def build_job(
         "terminationMessagePath": TERMINATION_LOG,
         "terminationMessagePolicy": "File",
         "resources": resources,
-        "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}],
+        "volumeMounts": mounts,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "runAsNonRoot": True,
@@ -117,7 +130,7 @@ def build_job(
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "containers": [container],
-        "volumes": [{"name": "scratch", "emptyDir": {}}],
+        "volumes": volumes,
         "nodeSelector": dict(training.node_selector),
         "tolerations": [t.to_wire() for t in training.tolerations],
         "enableServiceLinks": False,
