@@ -11,6 +11,7 @@ dev tools all build keys here; no other module spells one.
     pool/<pool>/rejected/<stamp>~<id>.json         why a sample was refused
     pool/<pool>/snapshots/<hex>.txt                a run's frozen sample manifest, named by its digest
     inbox/<pool>/<stamp>-<document id>             failure reports from serving, waiting for review
+                                                   (image, report.json, predictions.json: ballast.api.inbox)
     runs/<run>/<run uid>/...                       one run's artifacts (RunArtifacts); the uid keeps a
                                                    re-created run from meeting an older one's files
     models/<pool>/<version>/model.pt               released and adopted models, kept for rollback,

@@ -2,6 +2,7 @@
 
     ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID] [--no-objects]
     ballast samples import POOL DIR --reviewed-by NAME [--format yolo|label-studio|cvat]
+    ballast samples import POOL PATH --reviewed-by NAME --format label-studio-json|cvat-xml   (see cli/inbox.py)
     ballast runs approve RUN --reason TEXT        (in your own authenticated name)
     ballast release rollback RELEASE [--to VERSION]
     ballast status
@@ -23,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ballast.api.common import Approval
 from ballast.api.samples import SampleError
+
+REVIEWED_FORMATS = ("label-studio-json", "cvat-xml")  # ballast.cli.inbox reads these
 
 if TYPE_CHECKING:
     from ballast.adapters.objectstore import ObjectStore
@@ -46,11 +49,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("--reported-by", default="unknown")
     add.add_argument("--reviewed-by", required=True, help="the human who verified the labels")
     add.set_defaults(handler=_samples_add)
-    importer = samples.add_parser("import", help="a YOLO folder or a Label Studio / CVAT YOLO export")
+    importer = samples.add_parser(
+        "import",
+        help="a YOLO folder, a Label Studio / CVAT YOLO export, or a reviewed export of `ballast inbox export`",
+    )
     importer.add_argument("pool")
-    importer.add_argument("directory", type=Path)
-    importer.add_argument("--format", choices=("yolo", "label-studio", "cvat"), default="yolo")
-    importer.add_argument("--reviewed-by", required=True)
+    importer.add_argument("directory", type=Path, help="the export's folder (or its JSON / XML file)")
+    importer.add_argument("--format", choices=("yolo", "label-studio", "cvat", *REVIEWED_FORMATS), default="yolo")
+    importer.add_argument(
+        "--reviewed-by", required=True, help="the reviewer, where the export does not name one (JSON / XML formats)"
+    )
     importer.add_argument("--reported-by", default="unknown")
     importer.set_defaults(handler=_samples_import)
 
@@ -220,6 +228,7 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     already_there: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # image file name -> why
+    skipped: list[str] = field(default_factory=list)  # pages nobody reviewed (annotation-tool exports)
 
 
 def import_export(
@@ -249,10 +258,19 @@ def import_export(
 def _samples_import(args: argparse.Namespace) -> int:
     kube = _kube()
     body, spec, store = _pool(kube, _namespace(args), args.pool)
-    if not export_pairs(args.directory, args.format):
+    if args.format in REVIEWED_FORMATS:
+        from ballast.cli.inbox import import_reviewed
+
+        try:
+            report = import_reviewed(store, args.pool, spec.classes, args.directory, args.format, args)
+        except SampleError as error:
+            print(f"refused: {error}", file=sys.stderr)
+            return 1
+    elif not export_pairs(args.directory, args.format):
         print(f"refused: no images found under {args.directory}", file=sys.stderr)
         return 1
-    report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
+    else:
+        report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
     if report.added:
         notify_pool(kube, body, len(report.added), args.reviewed_by)
     for name, why in report.refused.items():
@@ -260,6 +278,7 @@ def _samples_import(args: argparse.Namespace) -> int:
     print(
         f"imported {len(report.added)} samples into pool {args.pool}; "
         f"{len(report.already_there)} already there; refused {len(report.refused)}"
+        + (f"; skipped {len(report.skipped)} nobody reviewed" if report.skipped else "")
     )
     return 1 if report.refused else 0
 
