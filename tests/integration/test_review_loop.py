@@ -1,8 +1,9 @@
 """The review loop without hand work (seed section 6): reports from serve's /feedback go out as review
 tasks with the model's boxes, a reviewer corrects them, and the review comes back as samples that
 name the reviewer and the report. Against real MinIO and the real CLI; the annotation tools are
-stood in for by their documented export formats (Label Studio's JSON export, "CVAT for images 1.1"):
-Label Studio itself is a large Django application that does not install here in a CI-friendly way.
+stood in for by their documented export formats (Label Studio's JSON export, "CVAT for images 1.1").
+Label Studio itself (a 1 GB Django application) is exercised by test_label_studio_live.py when one
+is given; CVAT (a multi-container server) is not run.
 """
 
 from __future__ import annotations
