@@ -143,8 +143,7 @@ def export_inbox(
         (out / "label-config.xml").write_text(reviewtasks.label_studio_config(classes))
     else:
         images = [
-            reviewtasks.CvatImage(f"images/{item.image_name}", width, height, item.predictions)
-            for item, (width, height) in chosen
+            reviewtasks.CvatImage(item.image_name, width, height, item.predictions) for item, (width, height) in chosen
         ]
         (out / CVAT_FILE).write_text(reviewtasks.cvat_annotations(images, classes, f"{pool} inbox"))
     # Marked only once the tasks are written: an export that fails part-way marks nothing.

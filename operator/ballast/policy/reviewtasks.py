@@ -231,7 +231,7 @@ def _label_studio_labels(result: list[Any], classes: list[str], where: str) -> s
 # ---- CVAT ----------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class CvatImage:
-    name: str  # the image's path in the task (CVAT's export puts it under images/)
+    name: str  # the image's file name, as CVAT names a task's image uploaded from images/
     width: int
     height: int
     predictions: InboxPredictions | None
