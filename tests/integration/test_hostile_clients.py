@@ -120,6 +120,24 @@ def test_feedback_needs_the_bearer_token_when_one_is_set(serving):
     assert request(f"{serving}/feedback?documentId=d-1", b"x", wrong)[0] == 401
 
 
+def test_feedback_lands_in_the_inbox_with_what_the_serving_model_found_on_the_image(serving, pool_store):
+    import json
+
+    from ballast.api import inbox
+    from ballast_dev.synth import render
+
+    page = render("modern", 5)
+    token = {"Authorization": "Bearer feedback-secret"}
+    status, body = request(f"{serving}/feedback?documentId=d-2&reportedBy=ana", page.png(), token)
+    assert status == 202, body
+    item = json.loads(body)["inbox"]
+    report = inbox.FeedbackReport.model_validate_json(pool_store.get(inbox.item_file(item, inbox.REPORT)))
+    assert (report.document_id, report.reported_by, report.model) == ("d-2", "ana", "base_v1")
+    found = inbox.InboxPredictions.model_validate_json(pool_store.get(inbox.item_file(item, inbox.PREDICTIONS)))
+    assert found.model == "base_v1" and (found.image_width, found.image_height) == page.image.size
+    assert all(0 <= box.cls < 8 and 0 <= box.confidence <= 1 for box in found.boxes)
+
+
 def test_stalled_clients_are_dropped_and_cannot_keep_others_out_of_serve(serving):
     port = int(serving.rsplit(":", 1)[1])
     crowd = stall(port, WORKERS + 4)  # more than there are workers

@@ -119,3 +119,115 @@ def test_samples_add_and_import_validate_every_sample(kube, namespace, store_sec
     ]
     rejected = list(pool_store.list(layout.rejections_prefix("invoices")))
     assert len(rejected) == 4
+
+
+def add(cluster, namespace: str, image: Path, labels: Path, *extra: str) -> subprocess.CompletedProcess:
+    return ballast(
+        cluster,
+        namespace,
+        "samples",
+        "add",
+        "invoices",
+        "--image",
+        str(image),
+        "--labels",
+        str(labels),
+        "--reviewed-by",
+        "ana",
+        *extra,
+    )
+
+
+def test_samples_add_refuses_a_missing_empty_or_unreadable_label_file_unless_the_page_has_no_objects(
+    kube, namespace, store_secret, pool_store, cluster, tmp_path
+):
+    start_pool(kube, cluster, namespace, pool_store)
+    page = render("modern", 2)
+    image = tmp_path / "page.png"
+    image.write_bytes(page.png())
+    (tmp_path / "page.txt").write_text(page.label_text())
+    (tmp_path / "empty.txt").write_text("\n")
+    (tmp_path / "latin1.txt").write_bytes(b"0 0.5 0.5 0.1 0.1 \xe9\n")
+
+    refusals = {
+        "missing": add(cluster, namespace, image, tmp_path / "typo.txt", "--id", "missing"),
+        "a folder": add(cluster, namespace, image, tmp_path, "--id", "folder"),
+        "not utf-8": add(cluster, namespace, image, tmp_path / "latin1.txt", "--id", "latin1"),
+        "empty": add(cluster, namespace, image, tmp_path / "empty.txt", "--id", "empty"),
+        "boxes and --no-objects": add(cluster, namespace, image, tmp_path / "page.txt", "--id", "both", "--no-objects"),
+    }
+    for case, result in refusals.items():
+        assert result.returncode != 0, case
+        assert "--labels" in result.stderr or "--no-objects" in result.stderr, (case, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (case, result.stderr)  # one line, no traceback
+    assert "typo.txt" in refusals["missing"].stderr
+    assert "--no-objects" in refusals["empty"].stderr
+    assert list(list_sample_ids(pool_store, "invoices")) == []  # nothing of any of them was written
+    assert list(pool_store.list(layout.samples_prefix("invoices"))) == []
+
+    blank = add(cluster, namespace, image, tmp_path / "empty.txt", "--id", "blank", "--no-objects")
+    assert blank.returncode == 0, blank.stderr
+    assert "0 boxes" in blank.stdout
+    assert list(list_sample_ids(pool_store, "invoices")) == ["blank"]
+
+
+# A child process running the real CLI, killed (SIGKILL, no cleanup) right after it wrote sample.json
+# and before the index key that makes the sample count.
+KILLED_AFTER_SAMPLE_JSON = """
+import os, signal, sys
+from ballast.adapters.objectstore import ObjectStore
+from ballast.cli.main import main
+
+put = ObjectStore.put
+
+def put_then_die(self, relative, data, content_type="application/octet-stream"):
+    key = put(self, relative, data, content_type)
+    if relative.endswith("/sample.json"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return key
+
+ObjectStore.put = put_then_die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_retried_intake_completes_a_sample_killed_before_its_index_key_and_counts_it_once(
+    kube, namespace, store_secret, pool_store, cluster, tmp_path
+):
+    from datetime import UTC, datetime
+
+    from ballast.policy.finetunepool import count_index
+
+    start_pool(kube, cluster, namespace, pool_store)
+    page = render("modern", 3)
+    image, labels = tmp_path / "p.png", tmp_path / "p.txt"
+    image.write_bytes(page.png())
+    labels.write_text(page.label_text())
+    args = ["samples", "add", "invoices", "--image", str(image), "--labels", str(labels), "--reviewed-by", "ana"]
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_AFTER_SAMPLE_JSON, *args, "-n", namespace],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "KUBECONFIG": cluster.kubeconfig},
+    )
+    assert killed.returncode == -9, killed.stderr
+    assert pool_store.exists(layout.sample_file("invoices", "p", "sample.json"))
+    assert list_index(pool_store, "invoices") == []  # half-written: it does not count yet
+    killed_at = datetime.now(UTC)
+
+    retried = add(cluster, namespace, image, labels)
+    assert retried.returncode == 0, retried.stderr
+    keys = list_index(pool_store, "invoices")
+    assert len(keys) == 1 and layout.parse_index_key(keys[0]).sample_id == "p"
+    # Stamped when it was completed, so a counting cursor that passed the first attempt still sees it.
+    assert layout.parse_index_key(keys[0]).written_at >= killed_at
+    assert count_index(keys, None, 0, datetime.now(UTC)).total == 1
+
+    again = add(cluster, namespace, image, labels)
+    assert again.returncode == 1 and "already in pool" in again.stderr
+    (tmp_path / "other.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    changed = add(cluster, namespace, image, tmp_path / "other.txt", "--id", "p")
+    assert changed.returncode == 1 and "immutable" in changed.stderr
+    assert list_index(pool_store, "invoices") == keys  # still one key, the same one
+    assert pool_store.get(layout.sample_file("invoices", "p", "label.txt")).decode() == page.label_text()

@@ -7,7 +7,9 @@
     GET  /metrics          Prometheus metrics (ballast.adapters.metrics.ServingMetrics)
 
 The model comes from BALLAST_MODEL_URI and must match BALLAST_MODEL_DIGEST (refused otherwise).
-Feedback never enters a pool directly: it lands in `inbox/<pool>/` for a person to review and label.
+Feedback never enters a pool directly: it lands in `inbox/<pool>/` for a person to review and label,
+with what the serving model found on the image (`predictions.json`), so `ballast inbox export`
+can hand the reviewer those boxes to correct instead of drawing every one.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from ballast.adapters.jsonhttp import BoundedHTTPServer, JsonRequestHandler
 from ballast.adapters.metrics import ServingMetrics
 from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.adapters.pool import check_image
-from ballast.api import layout
+from ballast.api import inbox, layout
 from ballast.api.samples import SampleError
 
 MAX_BODY = 20 * 1024 * 1024
@@ -119,19 +121,47 @@ class ServingState:
             raise RuntimeError("no object store configured for feedback")
         extension = check_image(data, "feedback image")
         moment = datetime.now(UTC)
-        stamp = moment.strftime("%Y%m%dT%H%M%S%fZ")
-        key = layout.inbox_item(self.pool, moment, document_id)
-        self.store.put(f"{key}/image.{extension}", data, "application/octet-stream")
-        report = {
-            "documentId": document_id,
-            "reportedBy": reported_by,
-            "reportedAt": stamp,
-            "model": self.version,
-            "imageFile": f"image.{extension}",
-        }
-        self.store.put(f"{key}/report.json", json.dumps(report).encode(), "application/json")
+        item = layout.inbox_item(self.pool, moment, document_id)
+        predictions = self.inbox_predictions(data)  # before anything is stored: a report never lacks them
+        self.store.put(inbox.item_file(item, f"image.{extension}"), data, "application/octet-stream")
+        if predictions is not None:
+            self.store.put(
+                inbox.item_file(item, inbox.PREDICTIONS),
+                predictions.model_dump_json(by_alias=True).encode(),
+                "application/json",
+            )
+        report = inbox.FeedbackReport(
+            document_id=document_id,
+            reported_by=reported_by,
+            reported_at=moment.strftime("%Y%m%dT%H%M%S%fZ"),
+            model=self.version,
+            image_file=f"image.{extension}",
+        )
+        # report.json last: an item is complete once it has one.
+        self.store.put(
+            inbox.item_file(item, inbox.REPORT), report.model_dump_json(by_alias=True).encode(), "application/json"
+        )
         self.metrics.feedback.labels(self.pool, self.version).inc()
-        return key
+        return item
+
+    def inbox_predictions(self, data: bytes) -> inbox.InboxPredictions | None:
+        """What the serving model finds on a reported image (None when this server has no model)."""
+        import io
+
+        from PIL import Image
+
+        if self.predictor is None:
+            return None
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+        boxes = [
+            inbox.PredictedBox(
+                cls=d.cls, name=d.name, confidence=round(d.confidence, 4), box=tuple(round(v, 2) for v in d.box)
+            )
+            for d in self.predictor(image)
+        ]
+        return inbox.InboxPredictions(
+            model=self.version, image_width=image.width, image_height=image.height, boxes=boxes
+        )
 
 
 def make_handler(state: ServingState, feedback_token: str | None = None) -> type[JsonRequestHandler]:

@@ -1,7 +1,8 @@
 """Pool samples in the object store: validated intake, and reading what a pool holds.
 
-A sample (`ballast.api.layout`: image, `label.txt`, `sample.json`) exists once its `sample.json`
-exists; it is written last, so an interrupted intake leaves nothing that counts, and an existing
+A sample (`ballast.api.layout`: image, `label.txt`, `sample.json`, then its index key) counts once
+its index key exists; that key is written last, so an interrupted intake leaves nothing that counts.
+A retry of the same sample completes it (writes the missing index key, stamped then); an existing
 sample is never overwritten (samples are immutable and never deleted).
 """
 
@@ -103,21 +104,57 @@ def validate(sample: NewSample, num_classes: int) -> tuple[SampleRecord, str]:
 
 
 class SampleExists(SampleError):
-    pass
+    """The same sample (same image and labels) is already in the pool and counted."""
 
 
-def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: int) -> SampleRecord:
+class SampleConflict(SampleError):
+    """A sample with this id but other content is in the pool; samples are immutable."""
+
+
+class IndexedIds:
+    """The sample ids the pool's index counts, listed once when first asked (an import asks for many)."""
+
+    def __init__(self, store: ObjectStore, pool: str) -> None:
+        self.store = store
+        self.pool = pool
+        self._ids: set[str] | None = None
+
+    def __contains__(self, sample_id: object) -> bool:
+        if self._ids is None:
+            self._ids = {layout.parse_index_key(key).sample_id for key in list_index(self.store, self.pool)}
+        return sample_id in self._ids
+
+    def add(self, sample_id: str) -> None:
+        if self._ids is not None:
+            self._ids.add(sample_id)
+
+
+def same_content(stored: SampleRecord, record: SampleRecord) -> bool:
+    return (stored.image_file, stored.image_digest, stored.label_digest) == (
+        record.image_file,
+        record.image_digest,
+        record.label_digest,
+    )
+
+
+def add_sample(
+    store: ObjectStore, pool: str, sample: NewSample, num_classes: int, indexed: IndexedIds | None = None
+) -> SampleRecord:
     """Validate, then write image, labels, record, and last the index entry that makes it count.
 
     Nothing is written for a bad sample; its refusal is recorded (reason only) for the pool's status.
+    A sample whose record exists with the same content is finished, not rewritten: its index entry is
+    written if an interrupted intake left it out (SampleExists if it is there); other content under
+    the same id is a SampleConflict. `indexed` caches the index listing across one import.
     """
     try:
         record, extension = validate(sample, num_classes)
     except SampleError as error:
         record_rejection(store, pool, sample.sample_id, str(error))
         raise
-    if store.exists(layout.sample_file(pool, record.id, "sample.json")):
-        raise SampleExists(f"sample {record.id!r} is already in pool {pool}; samples are immutable")
+    record_key = layout.sample_file(pool, record.id, "sample.json")
+    if store.exists(record_key):
+        return complete_sample(store, pool, record, indexed or IndexedIds(store, pool))
     content_type = f"image/{'jpeg' if extension == 'jpg' else extension}"
     store.put(layout.sample_file(pool, record.id, record.image_file), sample.image, content_type)
     store.put(layout.sample_file(pool, record.id, "label.txt"), sample.labels.encode(), "text/plain")
@@ -127,7 +164,28 @@ def add_sample(store: ObjectStore, pool: str, sample: NewSample, num_classes: in
         "application/json",
     )
     store.put(index_key(pool, record, now()), b"", "text/plain")
+    if indexed is not None:
+        indexed.add(record.id)
     return record
+
+
+def complete_sample(store: ObjectStore, pool: str, record: SampleRecord, indexed: IndexedIds) -> SampleRecord:
+    """The intake of a sample whose record is already stored: finish it, or say why not."""
+    try:
+        stored = read_record(store, pool, record.id)
+    except (ValueError, ValidationError):
+        stored = None
+    if stored is None or not same_content(stored, record):
+        raise SampleConflict(
+            f"sample {record.id!r} is already in pool {pool} with other content; samples are immutable"
+        )
+    if record.id in indexed:
+        raise SampleExists(f"sample {record.id!r} is already in pool {pool}; samples are immutable")
+    # An earlier intake stopped between its record and its index entry. The entry is stamped now, not
+    # with the record's time, so a counting cursor that already passed that time still counts it.
+    store.put(index_key(pool, stored, now()), b"", "text/plain")
+    indexed.add(record.id)
+    return stored
 
 
 # ---- the pool index ------------------------------------------------------------------------------

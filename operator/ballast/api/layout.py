@@ -11,6 +11,7 @@ dev tools all build keys here; no other module spells one.
     pool/<pool>/rejected/<stamp>~<id>.json         why a sample was refused
     pool/<pool>/snapshots/<hex>.txt                a run's frozen sample manifest, named by its digest
     inbox/<pool>/<stamp>-<document id>             failure reports from serving, waiting for review
+                                                   (image, report.json, predictions.json: ballast.api.inbox)
     audit/<pool>/<set>/<document>/image.<ext>      a Gate 3 audit document (never a sample): image,
     audit/<pool>/<set>/<document>/label.txt          its reviewed labels,
     audit/<pool>/<set>/manifest.txt                the set's manifest (written last); <set> is the

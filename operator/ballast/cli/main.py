@@ -2,6 +2,7 @@
 
     ballast operator [-n NS | -A]        run the reconcilers
     ballast samples add|import ...       add human-verified samples to a pool
+    ballast inbox export POOL ...        failure reports out as review tasks (Label Studio, CVAT)
     ballast runs approve RUN ...         approve a Review verdict
     ballast release rollback RELEASE     go back to an earlier released model
     ballast status                       pools, runs and releases at a glance
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ballast.cli import models, operator, people
+from ballast.cli import inbox, models, operator, people
 
 
 def parser() -> argparse.ArgumentParser:
@@ -24,6 +25,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     operator.register(commands)
     people.register(commands)
+    inbox.register(commands)
     models.register(commands)
     return root
 

@@ -1,8 +1,9 @@
 """The `ballast` commands for people: add reviewed samples, approve a Review verdict, roll back, look.
 
-    ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID]
+    ballast samples add POOL --image F --labels F --reviewed-by NAME [--id ID] [--no-objects]
     ballast samples import POOL DIR --reviewed-by NAME [--format yolo|label-studio|cvat]
     ballast samples sample-audit POOL --from DIR|inbox ...   (the Gate 3 audit set: ballast.cli.audit)
+    ballast samples import POOL PATH --reviewed-by NAME --format label-studio-json|cvat-xml   (see cli/inbox.py)
     ballast runs approve RUN --reason TEXT        (in your own authenticated name)
     ballast release rollback RELEASE [--to VERSION]
     ballast status
@@ -25,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 from ballast.api.common import Approval
 from ballast.api.samples import SampleError
 
+REVIEWED_FORMATS = ("label-studio-json", "cvat-xml")  # ballast.cli.inbox reads these
+
 if TYPE_CHECKING:
     from ballast.adapters.objectstore import ObjectStore
 
@@ -37,16 +40,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     add.add_argument("pool")
     add.add_argument("--image", type=Path, required=True)
     add.add_argument("--labels", type=Path, required=True, help="YOLO label file: class x y w h per line")
+    add.add_argument(
+        "--no-objects",
+        action="store_true",
+        help="the page truly has no objects: the label file is empty on purpose (an empty one is refused otherwise)",
+    )
     add.add_argument("--id", default=None, help="sample id (default: the image file's stem)")
     add.add_argument("--document-id", default=None)
     add.add_argument("--reported-by", default="unknown")
     add.add_argument("--reviewed-by", required=True, help="the human who verified the labels")
     add.set_defaults(handler=_samples_add)
-    importer = samples.add_parser("import", help="a YOLO folder or a Label Studio / CVAT YOLO export")
+    importer = samples.add_parser(
+        "import",
+        help="a YOLO folder, a Label Studio / CVAT YOLO export, or a reviewed export of `ballast inbox export`",
+    )
     importer.add_argument("pool")
-    importer.add_argument("directory", type=Path)
-    importer.add_argument("--format", choices=("yolo", "label-studio", "cvat"), default="yolo")
-    importer.add_argument("--reviewed-by", required=True)
+    importer.add_argument("directory", type=Path, help="the export's folder (or its JSON / XML file)")
+    importer.add_argument("--format", choices=("yolo", "label-studio", "cvat", *REVIEWED_FORMATS), default="yolo")
+    importer.add_argument(
+        "--reviewed-by", required=True, help="the reviewer, where the export does not name one (JSON / XML formats)"
+    )
     importer.add_argument("--reported-by", default="unknown")
     importer.set_defaults(handler=_samples_import)
     from ballast.cli import audit
@@ -128,14 +141,46 @@ def notify_pool(kube: Any, pool_body: dict[str, Any], added: int, reviewer: str)
         )
 
 
-def _sample(image: Path, labels: Path, sample_id: str, args: argparse.Namespace, source: str):  # type: ignore[no-untyped-def]
+def read_labels(path: Path, name: str) -> str:
+    """A label file's text; SampleError naming `name` (the flag, or "label file") and the file when it
+    cannot be read. A missing file is never taken as "no objects": that would teach the model to miss
+    what the user reported."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SampleError(f"{name} {path}: no such file") from None
+    except IsADirectoryError:
+        raise SampleError(f"{name} {path}: is a folder, not a label file") from None
+    except UnicodeDecodeError as error:
+        raise SampleError(f"{name} {path}: not UTF-8 text (byte {error.start})") from None
+    except OSError as error:
+        raise SampleError(f"{name} {path}: cannot be read ({error.strerror or error})") from None
+
+
+def has_boxes(labels: str) -> bool:
+    return any(line.strip() for line in labels.splitlines())
+
+
+def checked_labels(args: argparse.Namespace) -> str:
+    """`--labels` read, and agreeing with `--no-objects`: an empty page must be said to be empty."""
+    labels = read_labels(args.labels, "--labels")
+    if not has_boxes(labels) and not args.no_objects:
+        raise SampleError(
+            f"--labels {args.labels} is empty; if the page truly has no objects, say so with --no-objects"
+        )
+    if has_boxes(labels) and args.no_objects:
+        raise SampleError(f"--no-objects, but --labels {args.labels} has boxes; drop one or the other")
+    return labels
+
+
+def _sample(image: Path, labels: str, sample_id: str, args: argparse.Namespace, source: str):  # type: ignore[no-untyped-def]
     from ballast.adapters.pool import NewSample
 
     stamp = datetime.now(UTC)
     return NewSample(
         sample_id=sample_id,
         image=image.read_bytes(),
-        labels=labels.read_text() if labels.exists() else "",
+        labels=labels,
         document_id=getattr(args, "document_id", None) or sample_id,
         reported_by=args.reported_by,
         reported_at=stamp,
@@ -148,9 +193,13 @@ def _sample(image: Path, labels: Path, sample_id: str, args: argparse.Namespace,
 def _samples_add(args: argparse.Namespace) -> int:
     from ballast.adapters.pool import add_sample
 
+    try:
+        labels = checked_labels(args)
+    except SampleError as error:
+        raise SystemExit(f"error: {error}") from None
     kube = _kube()
     body, spec, store = _pool(kube, _namespace(args), args.pool)
-    sample = _sample(args.image, args.labels, args.id or args.image.stem, args, "ballast-cli")
+    sample = _sample(args.image, labels, args.id or args.image.stem, args, "ballast-cli")
     try:
         record = add_sample(store, args.pool, sample, len(spec.classes))
     except SampleError as error:
@@ -188,23 +237,25 @@ class ImportReport:
     added: list[str] = field(default_factory=list)
     already_there: list[str] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)  # image file name -> why
+    skipped: list[str] = field(default_factory=list)  # pages nobody reviewed (annotation-tool exports)
 
 
 def import_export(
     store: ObjectStore, pool: str, num_classes: int, directory: Path, fmt: str, args: argparse.Namespace
 ) -> ImportReport:
     """Add every (image, label) pair of an export; a bad pair is refused (with why) and writes no
-    sample; a sample already in the pool is left as it is (samples are immutable)."""
-    from ballast.adapters.pool import SampleExists, add_sample
+    sample; a sample already in the pool is left as it is (samples are immutable). An image without
+    its label file is refused; an empty label file is a page without objects (the YOLO convention)."""
+    from ballast.adapters.pool import IndexedIds, SampleExists, add_sample
 
     source = {"yolo": "yolo-folder", "label-studio": "label-studio", "cvat": "cvat"}[fmt]
     report = ImportReport()
+    indexed = IndexedIds(store, pool)
     for image, label in export_pairs(directory, fmt):
-        if not label.exists():
-            report.refused[image.name] = f"no label file {label}"
-            continue
         try:
-            record = add_sample(store, pool, _sample(image, label, image.stem, args, source), num_classes)
+            labels = read_labels(label, "label file")
+            sample = _sample(image, labels, image.stem, args, source)
+            record = add_sample(store, pool, sample, num_classes, indexed)
             report.added.append(record.id)
         except SampleExists:
             report.already_there.append(image.stem)
@@ -216,10 +267,19 @@ def import_export(
 def _samples_import(args: argparse.Namespace) -> int:
     kube = _kube()
     body, spec, store = _pool(kube, _namespace(args), args.pool)
-    if not export_pairs(args.directory, args.format):
+    if args.format in REVIEWED_FORMATS:
+        from ballast.cli.inbox import import_reviewed
+
+        try:
+            report = import_reviewed(store, args.pool, spec.classes, args.directory, args.format, args)
+        except SampleError as error:
+            print(f"refused: {error}", file=sys.stderr)
+            return 1
+    elif not export_pairs(args.directory, args.format):
         print(f"refused: no images found under {args.directory}", file=sys.stderr)
         return 1
-    report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
+    else:
+        report = import_export(store, args.pool, len(spec.classes), args.directory, args.format, args)
     if report.added:
         notify_pool(kube, body, len(report.added), args.reviewed_by)
     for name, why in report.refused.items():
@@ -227,6 +287,7 @@ def _samples_import(args: argparse.Namespace) -> int:
     print(
         f"imported {len(report.added)} samples into pool {args.pool}; "
         f"{len(report.already_there)} already there; refused {len(report.refused)}"
+        + (f"; skipped {len(report.skipped)} nobody reviewed" if report.skipped else "")
     )
     return 1 if report.refused else 0
 
