@@ -17,7 +17,7 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_reconcile_seconds | histogram | kind | time one reconcile takes (its count: reconciles) |
 | ballast_reconcile_errors_total | counter | kind | reconciles that raised (retried on the next tick) |
 | ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
-| ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, invalid, unauthorized |
+| ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, refused, invalid, unauthorized |
 
 Serving (`ballast-trainer serve`, /metrics):
 
