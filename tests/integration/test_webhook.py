@@ -76,6 +76,34 @@ def test_a_namespace_token_records_alerts_for_its_own_namespace_only(kube, names
     assert post(webhook, "wrong", {"alertname": "X", "namespace": namespace, "pool": "invoices"})[0] == 401
 
 
+def test_a_namespace_the_operator_may_not_read_refuses_its_alert_and_the_others_are_applied(
+    kube, namespace, cluster, pool_store, documented_operator
+):
+    # The chart's ServiceAccount (a Role in the pools' namespace only), told to watch its own
+    # namespace as well: reading a pool there is Forbidden, which no resend can cure.
+    port, clients = free_port(), connect(str(documented_operator.kubeconfig))
+    watched = frozenset({namespace, documented_operator.namespace})
+    server = serve(clients, OperatorMetrics(), WebhookTokens("shared-secret"), watched, "127.0.0.1", port)
+    try:
+        start_pool(kube, cluster, namespace, pool_store)
+        code, body = post(
+            port,
+            "shared-secret",
+            {"alertname": "BallastLatencyHigh", "namespace": documented_operator.namespace, "pool": "invoices"},
+            {"alertname": "BallastConfidenceDrift", "namespace": namespace, "pool": "invoices"},
+        )
+        assert code == 200, body
+        assert body["accepted"] == [f"{namespace}/invoices: BallastConfidenceDrift"]
+        assert body["refused"] == [
+            f"BallastLatencyHigh: the operator may not read FineTunePools in {documented_operator.namespace}"
+        ]
+        assert pool_status(kube, namespace)["lastAlert"] == "BallastConfidenceDrift"
+    finally:
+        server.shutdown()
+        server.server_close()
+        clients.api.close()
+
+
 def test_per_namespace_tokens_are_read_from_a_mounted_secret(tmp_path):
     # A Secret volume: one file per key, plus the kubelet's `..data` links, which are no namespaces.
     (tmp_path / "..2026_11_26").mkdir()
