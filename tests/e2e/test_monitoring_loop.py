@@ -25,8 +25,8 @@ from ballast.codegen import rules as alerts
 from ballast_dev.cluster.plane import free_port
 from ballast_dev.synth import render
 from ballast_dev.testing.datasets import BASE_KEY, write_pool_samples
+from ballast_dev.testing.install import install
 from ballast_dev.testing.kube import eventually
-from ballast_dev.testing.operator import OperatorProcess
 from tests.integration.test_operator import pool_status, runs, start_pool
 
 BIN = Path(sys.executable).parent
@@ -76,20 +76,46 @@ def wait_http(url: str, timeout: float = 60) -> None:
     eventually(up, timeout, interval=0.5, what=url)
 
 
+def put_base_baseline(store, tmp_path: Path) -> dict:
+    """What a gate leaves beside a model it passed, for the base: its per-field detection rates on
+    held-out pages of the template it was trained on (the per-field alert is relative to them).
+    Only those: this loop is about the per-field alert, and without a confidence or latency
+    baseline the other serving alerts stay out of it."""
+    from ballast_dev.synth import CLASSES
+    from ballast_trainer import yolo
+
+    pages = tmp_path / "baseline-pages"
+    pages.mkdir()
+    images = []
+    for seed in range(16):
+        images.append(pages / f"{seed}.png")
+        images[-1].write_bytes(render("classic", 2_000_000 + seed).png())
+    weights = tmp_path / "base.pt"
+    weights.write_bytes(store.get(BASE_KEY))
+    measured = yolo.serving_baseline(weights, images, list(CLASSES), 256, "cpu", 0.25)
+    baseline = {"classDetectionRate": measured.class_detection_rate}
+    store.put(BASE_KEY.rsplit("/", 1)[0] + "/baseline.json", json.dumps(baseline).encode(), "application/json")
+    return baseline
+
+
 @pytest.fixture
 def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_data):
     assert shutil.which("prometheus") and shutil.which("prometheus-alertmanager"), "installed by scripts/setup"
     processes = Processes(tmp_path)
     token = secrets.token_hex(16)
     operator_port, serve_port, prom_port, am_port = free_port(), free_port(), free_port(), free_port()
-    operator = OperatorProcess(
-        cluster.kubeconfig, namespace, tmp_path / "operator.log", http_port=operator_port, webhook_token=token
-    ).start()
+    # The README's topology: the operator in a namespace of its own, under the chart's ServiceAccount
+    # and RBAC (a Role in the pools' namespace only); the pools and `serve` in the test's namespace.
+    installed = install(
+        cluster, kube, namespace, tmp_path / "operator.log", http_port=operator_port, webhook_token=token
+    )
+    operator = installed.process
     store_env = {
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
     }
+    put_base_baseline(pool_store, tmp_path)
     processes.start(
         "serve",
         [str(BIN / "ballast-trainer"), "serve", "--host", "127.0.0.1", "--port", str(serve_port), "--imgsz", "256"],
@@ -109,7 +135,7 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
             {
                 "route": {
                     "receiver": "ballast",
-                    "group_by": ["alertname", "pool"],
+                    "group_by": ["alertname", "namespace", "pool"],
                     "group_wait": "1s",
                     "group_interval": "5s",
                     "repeat_interval": "1h",
@@ -146,7 +172,14 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
                 "rule_files": [str(rules)],
                 "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
                 "scrape_configs": [
-                    {"job_name": "ballast-serve", "static_configs": [{"targets": [f"127.0.0.1:{serve_port}"]}]},
+                    # Kubernetes discovery (a PodMonitor, a `prometheus.io/scrape` job) labels the
+                    # serving pod's series with its namespace; a static target says so itself.
+                    {
+                        "job_name": "ballast-serve",
+                        "static_configs": [
+                            {"targets": [f"127.0.0.1:{serve_port}"], "labels": {"namespace": namespace}}
+                        ],
+                    },
                     {"job_name": "ballast-operator", "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"]}]},
                 ],
             }
@@ -169,10 +202,12 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
     except BaseException:  # a failed start must not leave Prometheus and friends running
         operator.stop()
         processes.stop()
+        client.CoreV1Api(kube).delete_namespace(installed.namespace)
         raise
     yield {"operator": operator_port, "serve": serve_port, "prometheus": prom_port, "token": token, "logs": tmp_path}
     operator.stop()
     processes.stop()
+    client.CoreV1Api(kube).delete_namespace(installed.namespace)
 
 
 def test_degraded_predictions_fire_an_alert_that_starts_a_run(kube, namespace, pool_store, cluster, loop):
@@ -204,7 +239,7 @@ def test_degraded_predictions_fire_an_alert_that_starts_a_run(kube, namespace, p
         return json.loads(raw)["data"]["result"]
 
     fired = eventually(firing, 90, interval=1, what="BallastClassDetectionRateLow firing")
-    assert {r["metric"]["pool"] for r in fired} == {"invoices"}
+    assert {(r["metric"]["namespace"], r["metric"]["pool"]) for r in fired} == {(namespace, "invoices")}
     eventually(
         lambda: pool_status(kube, namespace).get("lastAlert") == "BallastClassDetectionRateLow",
         60,

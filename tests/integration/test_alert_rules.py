@@ -1,7 +1,9 @@
-"""The alert rules, tested with Prometheus' own `promtool test rules`: series that must fire and that must not."""
+"""The alert rules, tested with Prometheus' own `promtool test rules`: values on both sides of each
+threshold, two pools of the same name in two namespaces, and the failure trend within 15 days of data."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +17,9 @@ from ballast.codegen import sync
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "ballast-rules.yaml"
 LABELS = {"severity": "warning", "ballast_trigger": "performance"}
+# The same pool name in two namespaces: an alert must say which one it is about.
+ML = {"namespace": "ml", "pool": "invoices", "model_version": "ft_v1.1"}
+OPS = {"namespace": "ops", "pool": "invoices", "model_version": "ft_v1.1"}
 
 
 def series(name: str, labels: dict[str, str], values: str) -> dict:
@@ -40,54 +45,53 @@ def test_promtool_accepts_the_rules():
     assert "4 rules found" in completed.stdout
 
 
-def test_serving_alerts_fire_on_the_seeds_thresholds_and_stay_quiet_otherwise(tmp_path):
-    a = {"pool": "invoices", "model_version": "ft_v1.1"}
-    b = {"pool": "receipts", "model_version": "ft_v2.1"}
-    input_series = [
-        # 10 documents a minute on both pools.
-        series("ballast_serve_documents_total", a, "0+10x60"),
-        series("ballast_serve_documents_total", b, "0+10x60"),
-        # invoices: "date" found in 80% of documents (fires); "title" in 100% (quiet). receipts: 95% (quiet).
-        series("ballast_serve_class_documents_total", {**a, "class": "date"}, "0+8x60"),
-        series("ballast_serve_class_documents_total", {**a, "class": "title"}, "0+10x60"),
-        series("ballast_serve_class_documents_total", {**b, "class": "date"}, "0+9.5x60"),
-        # invoices: mean confidence 0.70 vs baseline 0.80 (12.5% lower: fires); receipts 0.79 vs 0.80 (quiet).
-        series("ballast_serve_confidence_sum_total", a, "0+7x60"),
-        series("ballast_serve_confidence_count_total", a, "0+10x60"),
-        series("ballast_model_baseline_confidence", a, "0.8x60"),
-        series("ballast_serve_confidence_sum_total", b, "0+7.9x60"),
-        series("ballast_serve_confidence_count_total", b, "0+10x60"),
-        series("ballast_model_baseline_confidence", b, "0.8x60"),
-        # invoices: 50 ms per document vs a 20 ms baseline (fires); receipts 30 ms (1.5x: quiet).
-        series("ballast_serve_inference_seconds_sum", a, "0+0.5x60"),
-        series("ballast_serve_inference_seconds_count", a, "0+10x60"),
-        series("ballast_model_baseline_latency_seconds", a, "0.02x60"),
-        series("ballast_serve_inference_seconds_sum", b, "0+0.3x60"),
-        series("ballast_serve_inference_seconds_count", b, "0+10x60"),
-        series("ballast_model_baseline_latency_seconds", b, "0.02x60"),
-    ]
-    rate_low = {
-        "exp_labels": {**a, "class": "date", **LABELS},
-        "exp_annotations": {
-            "summary": "Class date detected in under 90% of documents",
-            "description": "Pool invoices, model ft_v1.1: class date found in 80% of documents "
-            "(seed: alert below 90%).",
-        },
+@pytest.mark.parametrize("rule", alerts.rules()["groups"][0]["rules"], ids=lambda rule: rule["alert"])
+def test_every_aggregation_keeps_namespace_and_pool(rule):
+    groupings = re.findall(r"\b(?:by|on) \(([^)]*)\)", rule["expr"])
+    assert groupings, rule["expr"]
+    for grouping in groupings:
+        assert grouping.startswith("namespace, pool"), f"{rule['alert']}: `{grouping}` drops namespace or pool"
+
+
+def test_serving_alerts_fire_on_either_side_of_the_seeds_thresholds(tmp_path):
+    per_minute = {  # 10 documents a minute in each namespace
+        "ballast_serve_documents_total": (10, 10),
+        # date: a required field, test-set rate 100% (ml) and 90% (ops), found in 85% of documents:
+        # 85% of its baseline in ml fires; 94% of it in ops stays quiet.
+        "ballast_serve_class_documents_total|date": (8.5, 8.5),
+        # signature: optional, on 30% of test documents, found at exactly that rate: quiet.
+        "ballast_serve_class_documents_total|signature": (3, 3),
+        # mean confidence 0.752 (6% under 0.8: fires) and 0.768 (4% under: quiet).
+        "ballast_serve_confidence_sum_total": (7.52, 7.68),
+        "ballast_serve_confidence_count_total": (10, 10),
+        # 2.1x (fires) and 1.9x (quiet) the 20 ms baseline.
+        "ballast_serve_inference_seconds_sum": (0.42, 0.38),
+        "ballast_serve_inference_seconds_count": (10, 10),
     }
-    drift = {
-        "exp_labels": {**a, **LABELS},
-        "exp_annotations": {
-            "summary": "Average confidence more than 5% below its baseline",
-            "description": "Pool invoices, model ft_v1.1: mean confidence 0.7 is below 95% of the gate-time baseline.",
-        },
+    gauges = {
+        "ballast_model_baseline_class_detection_rate|date": (1.0, 0.9),
+        "ballast_model_baseline_class_detection_rate|signature": (0.3, 0.3),
+        "ballast_model_baseline_confidence": (0.8, 0.8),
+        "ballast_model_baseline_latency_seconds": (0.02, 0.02),
     }
-    slow = {
-        "exp_labels": {**a, **LABELS},
-        "exp_annotations": {
-            "summary": "Inference latency above twice its baseline",
-            "description": "Pool invoices, model ft_v1.1: mean inference 50ms is over 2x the gate-time baseline.",
-        },
-    }
+    input_series = []
+    for key, (ml, ops) in per_minute.items():
+        name, _, cls = key.partition("|")
+        for labels, step in ((ML, ml), (OPS, ops)):
+            input_series.append(series(name, {**labels, **({"class": cls} if cls else {})}, f"0+{step}x60"))
+    for key, (ml, ops) in gauges.items():
+        name, _, cls = key.partition("|")
+        for labels, value in ((ML, ml), (OPS, ops)):
+            input_series.append(series(name, {**labels, **({"class": cls} if cls else {})}, f"{value}x60"))
+
+    def fired(summary: str, description: str, **extra: str) -> list[dict]:
+        return [
+            {
+                "exp_labels": {**ML, **extra, **LABELS},
+                "exp_annotations": {"summary": summary, "description": description},
+            }
+        ]
+
     document = {
         "evaluation_interval": "1m",
         "tests": [
@@ -97,9 +101,58 @@ def test_serving_alerts_fire_on_the_seeds_thresholds_and_stay_quiet_otherwise(tm
                 "alert_rule_test": [
                     # Not yet: the condition must hold for 15 minutes.
                     {"eval_time": "10m", "alertname": "BallastClassDetectionRateLow", "exp_alerts": []},
-                    {"eval_time": "30m", "alertname": "BallastClassDetectionRateLow", "exp_alerts": [rate_low]},
-                    {"eval_time": "30m", "alertname": "BallastConfidenceDrift", "exp_alerts": [drift]},
-                    {"eval_time": "30m", "alertname": "BallastLatencyHigh", "exp_alerts": [slow]},
+                    {
+                        "eval_time": "30m",
+                        "alertname": "BallastClassDetectionRateLow",
+                        "exp_alerts": fired(
+                            "Class date detected in under 90% of its test-set rate",
+                            "Pool ml/invoices, model ft_v1.1: class date found in 85% of documents, "
+                            "under 90% of its rate on the held-out test set.",
+                            **{"class": "date"},
+                        ),
+                    },
+                    {
+                        "eval_time": "30m",
+                        "alertname": "BallastConfidenceDrift",
+                        "exp_alerts": fired(
+                            "Average confidence more than 5% below its baseline",
+                            "Pool ml/invoices, model ft_v1.1: mean confidence 0.752 is below 95% of the "
+                            "serving baseline.",
+                        ),
+                    },
+                    {
+                        "eval_time": "30m",
+                        "alertname": "BallastLatencyHigh",
+                        "exp_alerts": fired(
+                            "Inference latency above twice its baseline",
+                            "Pool ml/invoices, model ft_v1.1: mean inference 42ms is over 2x the serving baseline.",
+                        ),
+                    },
+                ],
+            }
+        ],
+    }
+    completed = promtool(tmp_path, document)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_a_model_without_baselines_raises_no_serving_alert(tmp_path):
+    document = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    series("ballast_serve_documents_total", ML, "0+10x60"),
+                    series("ballast_serve_class_documents_total", {**ML, "class": "date"}, "0+1x60"),
+                    series("ballast_serve_confidence_sum_total", ML, "0+1x60"),
+                    series("ballast_serve_confidence_count_total", ML, "0+10x60"),
+                    series("ballast_serve_inference_seconds_sum", ML, "0+10x60"),
+                    series("ballast_serve_inference_seconds_count", ML, "0+10x60"),
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "30m", "alertname": name, "exp_alerts": []}
+                    for name in ("BallastClassDetectionRateLow", "BallastConfidenceDrift", "BallastLatencyHigh")
                 ],
             }
         ],
@@ -109,43 +162,44 @@ def test_serving_alerts_fire_on_the_seeds_thresholds_and_stay_quiet_otherwise(tm
 
 
 @pytest.mark.parametrize(
-    ("weekly", "fires"),
+    ("per_day", "fires"),
     [
-        pytest.param([1, 2, 3, 4], True, id="failures rising three weeks in a row fire"),
-        pytest.param([2, 2, 2, 2], False, id="a flat failure rate stays quiet"),
-        pytest.param([1, 3, 2, 4], False, id="a dip in between stays quiet"),
+        pytest.param([1, 2, 3], True, id="failures per week rising over three 5-day windows fire on day 15"),
+        pytest.param([2, 2, 2], False, id="a flat failure rate stays quiet"),
+        pytest.param([1, 3, 2], False, id="a dip in the newest window stays quiet"),
+        pytest.param([3, 1, 2], False, id="a rise after a fall stays quiet"),
     ],
 )
-def test_user_failures_rising_three_weeks_in_a_row(tmp_path, weekly: list[int], fires: bool):
-    # One sample a day; `weekly` is the number of failures per day in each of four weeks.
-    total, values = 0, [0]
-    for per_day in weekly:
-        for _ in range(7):
-            total += per_day
-            values.append(total)
-    labels = {"pool": "invoices", "model_version": "ft_v1.1"}
-    expected = (
-        [
-            {
-                "exp_labels": {"pool": "invoices", **LABELS},
-                "exp_annotations": {
-                    "summary": "User-reported failures rose three weeks in a row",
-                    "description": "Pool invoices: more failures were reported this week than the week before, "
-                    "three weeks in a row.",
-                },
-            }
-        ]
-        if fires
-        else []
-    )
+def test_user_failures_rising_fire_within_prometheus_default_15_day_retention(tmp_path, per_day, fires):
+    # One sample an hour for exactly 15 days (the default retention); `per_day` is the number of
+    # failures reported per day in each 5-day window, oldest first.
+    total, values = 0.0, [0.0]
+    for rate in per_day:
+        for _ in range(5 * 24):
+            total += rate / 24
+            values.append(round(total, 6))
+    expected = [
+        {
+            "exp_labels": {"namespace": "ml", "pool": "invoices", **LABELS},
+            "exp_annotations": {
+                "summary": "User-reported failures per week rising",
+                "description": "Pool ml/invoices: failures per week rose over three consecutive 5d windows "
+                "(15 in the last 5d).",
+            },
+        }
+    ]
     document = {
         "evaluation_interval": "1h",
         "tests": [
             {
-                "interval": "1d",
-                "input_series": [series("ballast_serve_feedback_total", labels, " ".join(str(v) for v in values))],
+                "interval": "1h",
+                "input_series": [series("ballast_serve_feedback_total", ML, " ".join(map(str, values)))],
                 "alert_rule_test": [
-                    {"eval_time": "28d", "alertname": "BallastUserFailuresRising", "exp_alerts": expected}
+                    {
+                        "eval_time": "15d",
+                        "alertname": "BallastUserFailuresRising",
+                        "exp_alerts": expected if fires else [],
+                    }
                 ],
             }
         ],

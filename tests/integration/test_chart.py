@@ -145,6 +145,18 @@ def test_non_default_values_render_monitoring_serving_and_one_role_per_namespace
     assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast-trainer", "serve"]
 
 
+def test_per_namespace_webhook_tokens_are_mounted_from_their_secret_never_rendered():
+    documents = render("webhook.namespaceTokensSecret=ballast-webhook-namespaces")
+    pod = next(d for d in documents if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    directory = next(e["value"] for e in container["env"] if e["name"] == "BALLAST_WEBHOOK_TOKEN_DIR")
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == directory)
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert mount["readOnly"] and volume["secret"]["secretName"] == "ballast-webhook-namespaces"
+    default = next(d for d in render() if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+    assert "BALLAST_WEBHOOK_TOKEN_DIR" not in {e["name"] for e in default["containers"][0]["env"]}
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [

@@ -154,10 +154,11 @@ def test_stalled_clients_cannot_keep_alertmanager_out_of_the_webhook(cluster, na
     from ballast.adapters.http import serve
     from ballast.adapters.kube import connect
     from ballast.adapters.metrics import OperatorMetrics
+    from ballast.policy.alerts import WebhookTokens
 
     port = free_port()
     clients = connect(cluster.kubeconfig)
-    server = serve(clients, OperatorMetrics(), "hook-secret", namespace, "127.0.0.1", port)
+    server = serve(clients, OperatorMetrics(), WebhookTokens("hook-secret"), frozenset({namespace}), "127.0.0.1", port)
     try:
         crowd = stall(port, WORKERS + 4)
         started = time.monotonic()

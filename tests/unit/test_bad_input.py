@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from ballast.adapters.objectstore import UnsafeKey, safe_key
 from ballast.api.alerts import AlertmanagerPayload
 from ballast.api.samples import SampleError, parse_labels, parse_manifest
-from ballast.policy.alerts import pool_alerts
+from ballast.policy.alerts import Caller, pool_alerts
 
 from .builders import DIGEST, a_sample_record
 
@@ -96,7 +96,7 @@ def test_sample_ids_that_are_not_plain_names_are_refused(sample_id: str) -> None
 
 GOOD_ALERT = {
     "status": "firing",
-    "labels": {"alertname": "BallastLatencyHigh", "pool": "invoices"},
+    "labels": {"alertname": "BallastLatencyHigh", "pool": "invoices", "namespace": "ml"},
     "startsAt": "2026-11-26T12:00:00Z",
 }
 
@@ -133,6 +133,6 @@ def test_alerts_map_to_pools_by_label_and_skip_what_they_cannot() -> None:
             ],
         }
     )
-    matched, skipped = pool_alerts(payload, "ml")
-    assert [(a.namespace, a.pool, a.alertname) for a in matched] == [("ml", "invoices", "BallastLatencyHigh")]
-    assert len(skipped) == 3
+    triage = pool_alerts(payload, frozenset({"ml"}), Caller(None))
+    assert [(a.namespace, a.pool, a.alertname) for a in triage.matched] == [("ml", "invoices", "BallastLatencyHigh")]
+    assert len(triage.refused) == 2 and len(triage.skipped) == 1

@@ -42,10 +42,17 @@ class InstalledOperator:
 
 
 def install(
-    info: plane.ClusterInfo, admin: client.ApiClient, pools_namespace: str, log: Path, *extra_args: str
+    info: plane.ClusterInfo,
+    admin: client.ApiClient,
+    pools_namespace: str,
+    log: Path,
+    *extra_args: str,
+    http_port: int | None = None,
+    webhook_token: str | None = None,
 ) -> InstalledOperator:
     """Create the operator's namespace, apply the chart's RBAC for `pools_namespace`, start the
-    operator under its ServiceAccount. Stop it with `.process.stop()`; delete the namespace after."""
+    operator under its ServiceAccount (with its HTTP endpoint and webhook when `http_port` is set).
+    Stop it with `.process.stop()`; delete the namespace after."""
     operator_namespace = f"{pools_namespace}-ballast"
     core = client.CoreV1Api(admin)
     core.create_namespace({"metadata": {"name": operator_namespace}})
@@ -60,7 +67,13 @@ def install(
     ).status.token
     kubeconfig = plane.token_kubeconfig(info, f"operator-{pools_namespace}", token)
     process = OperatorProcess(
-        str(kubeconfig), pools_namespace, log, extra_args=list(extra_args), pod_namespace=operator_namespace
+        str(kubeconfig),
+        pools_namespace,
+        log,
+        http_port=http_port,
+        webhook_token=webhook_token,
+        extra_args=list(extra_args),
+        pod_namespace=operator_namespace,
     ).start()
     return InstalledOperator(operator_namespace, kubeconfig, process)
 

@@ -7,15 +7,25 @@
 An accepted firing alert is recorded on its pool's status (`pendingAlert`) with an Event; the
 pool's reconciler then starts a run only if the trigger policy allows it (>= 50 samples waiting,
 the cooldown passed). A bad payload gets 400 and changes nothing; a missing or wrong token, 401.
+Each alert is judged alone (ballast.policy.alerts): the reply lists the `accepted`, `refused`
+(no `namespace`, an unwatched namespace, a namespace the token may not speak for, the operator
+forbidden there) and `skipped` ones with 200, so Alertmanager does not resend what can never
+succeed. Only when the apiserver failed for some alert does the reply say 503, after recording
+the others: Alertmanager resends the notification, and recording an alert twice is harmless.
+
+Tokens: BALLAST_WEBHOOK_TOKEN, good for every watched namespace, and one file per namespace in
+BALLAST_WEBHOOK_TOKEN_DIR (file name: the namespace; content: its token), good for that namespace
+only (the chart mounts `webhook.namespaceTokensSecret` there). Read at start-up.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
+import os
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -28,11 +38,25 @@ from ballast.api.alerts import AlertmanagerPayload
 from ballast.api.common import GROUP, VERSION
 from ballast.api.conditions import Reason
 from ballast.api.finetunepool import PLURAL as POOL_PLURAL
-from ballast.policy.alerts import PoolAlert, alert_status_patch, pool_alerts
+from ballast.policy.alerts import PoolAlert, Refusal, WebhookTokens, alert_status_patch, authenticate, pool_alerts
 from ballast.policy.conditions import Event
 
 log = logging.getLogger("ballast.http")
 MAX_PAYLOAD = 1024 * 1024
+FORBIDDEN = 403
+
+
+def webhook_tokens(environ: dict[str, str] | None = None) -> WebhookTokens:
+    """The tokens from the environment: BALLAST_WEBHOOK_TOKEN and the files of BALLAST_WEBHOOK_TOKEN_DIR
+    (a mounted Secret's `..data` and other dot-entries are not namespaces, and are left out)."""
+    env = os.environ if environ is None else environ
+    per_namespace = {}
+    directory = env.get("BALLAST_WEBHOOK_TOKEN_DIR")
+    if directory:
+        for path in sorted(Path(directory).iterdir()):
+            if not path.name.startswith(".") and path.is_file():
+                per_namespace[path.name] = path.read_text().strip()
+    return WebhookTokens(env.get("BALLAST_WEBHOOK_TOKEN") or None, per_namespace)
 
 
 def record_alert(kube: Clients, alert: PoolAlert) -> bool:
@@ -49,7 +73,7 @@ def record_alert(kube: Clients, alert: PoolAlert) -> bool:
     return True
 
 
-def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, namespace: str):  # type: ignore[no-untyped-def]
+def make_handler(kube: Clients, metrics: OperatorMetrics, tokens: WebhookTokens, watched: frozenset[str] | None):  # type: ignore[no-untyped-def]
     class Handler(JsonRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/metrics":
@@ -63,11 +87,11 @@ def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, nam
             if self.path != "/alerts":
                 self.reply(404, {"error": "not found"})
                 return
-            if token is None:
-                self.reply(503, {"error": "webhook disabled: the operator has no BALLAST_WEBHOOK_TOKEN"})
+            if not tokens.configured:
+                self.reply(503, {"error": "webhook disabled: the operator has no BALLAST_WEBHOOK_TOKEN(_DIR)"})
                 return
-            offered = self.headers.get("Authorization", "")
-            if not hmac.compare_digest(offered.encode(), f"Bearer {token}".encode()):
+            caller = authenticate(self.headers.get("Authorization", ""), tokens)
+            if caller is None:
                 metrics.alerts.labels("", "unauthorized").inc()
                 self.reply(401, {"error": "missing or wrong bearer token"})
                 return
@@ -87,35 +111,47 @@ def make_handler(kube: Clients, metrics: OperatorMetrics, token: str | None, nam
                     message = f"not JSON: {error}"
                 self.reply(400, {"error": message})
                 return
-            matched, skipped = pool_alerts(payload, namespace)
-            accepted = []
-            for alert in matched:
+            triage = pool_alerts(payload, watched, caller)
+            for refused in triage.refused:
+                metrics.alerts.labels(refused.alertname, "refused").inc()
+            accepted, failed = [], []
+            for alert in triage.matched:
+                where = f"{alert.namespace}/{alert.pool}"
                 try:
                     found = record_alert(kube, alert)
                 except ApiException as error:
-                    log.warning(
-                        "recording alert %s on %s/%s failed: %s",
-                        alert.alertname,
-                        alert.namespace,
-                        alert.pool,
-                        error.reason,
-                    )
-                    self.reply(503, {"error": "could not record the alert; Alertmanager will retry"})
-                    return
+                    log.warning("recording alert %s on %s failed: %s", alert.alertname, where, error.reason)
+                    if error.status == FORBIDDEN:  # no retry can help: refused, like an unwatched namespace
+                        metrics.alerts.labels(alert.alertname, "refused").inc()
+                        why = f"the operator may not read FineTunePools in {alert.namespace}"
+                        triage.refused.append(Refusal(alert.alertname, why))
+                    else:
+                        failed.append(f"{alert.alertname}: {where}: {error.reason}")
+                    continue
                 metrics.alerts.labels(alert.alertname, "accepted" if found else "unmatched").inc()
                 if found:
-                    accepted.append(f"{alert.namespace}/{alert.pool}: {alert.alertname}")
+                    accepted.append(f"{where}: {alert.alertname}")
                 else:
-                    skipped.append(f"{alert.alertname}: no FineTunePool {alert.namespace}/{alert.pool}")
-            self.reply(200, {"accepted": accepted, "skipped": skipped})
+                    triage.skipped.append(f"{alert.alertname}: no FineTunePool {where}")
+            result = {"accepted": accepted, "refused": [str(r) for r in triage.refused], "skipped": triage.skipped}
+            if failed:  # the rest is recorded; a resend records it again, harmlessly
+                self.reply(503, {**result, "failed": failed, "error": "could not record every alert; resend"})
+                return
+            self.reply(200, result)
 
     return Handler
 
 
 def serve(
-    kube: Clients, metrics: OperatorMetrics, token: str | None, namespace: str, host: str, port: int
+    kube: Clients,
+    metrics: OperatorMetrics,
+    tokens: WebhookTokens,
+    watched: frozenset[str] | None,
+    host: str,
+    port: int,
 ) -> BoundedHTTPServer:
-    server = BoundedHTTPServer((host, port), make_handler(kube, metrics, token, namespace))
+    """Serve in a thread. `watched`: the namespaces the operator watches (None: all of them)."""
+    server = BoundedHTTPServer((host, port), make_handler(kube, metrics, tokens, watched))
     threading.Thread(target=server.serve_forever, name="ballast-http", daemon=True).start()
     log.info("metrics and alert webhook on http://%s:%s", host, server.server_address[1])
     return server

@@ -17,7 +17,7 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_reconcile_seconds | histogram | kind | time one reconcile takes (its count: reconciles) |
 | ballast_reconcile_errors_total | counter | kind | reconciles that raised (retried on the next tick) |
 | ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
-| ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, invalid, unauthorized |
+| ballast_alerts_received_total | counter | alertname, outcome | webhook alerts: accepted, unmatched, refused, invalid, unauthorized |
 
 Serving (`ballast-trainer serve`, /metrics):
 
@@ -30,7 +30,10 @@ Serving (`ballast-trainer serve`, /metrics):
 | ballast_serve_feedback_total | counter | pool, model_version | documents users reported as failed |
 | ballast_model_baseline_confidence | gauge | pool, model_version | average confidence measured at gate time |
 | ballast_model_baseline_latency_seconds | gauge | pool, model_version | mean inference time measured at gate time |
-| ballast_model_baseline_class_detection_rate | gauge | pool, model_version, class | per-class rate at gate time |
+| ballast_model_baseline_class_detection_rate | gauge | pool, model_version, class | per-class rate on the held-out test set, at gate time |
+
+The serving series get `namespace` from the scrape (Kubernetes discovery labels a target with its
+pod's namespace); the alert rules keep it, and the operator's webhook finds the pool by it.
 
 No label ever carries a credential, a URL with a secret, or a user's document content.
 """

@@ -3,15 +3,31 @@
 Written by `python -m ballast.codegen` to deploy/prometheus/ballast-rules.yaml (a plain rules file)
 and charts/ballast/files/ballast-rules.yaml (the chart's PrometheusRule).
 
-| alert | seed rule | expression (per pool and model version) |
-|---|---|---|
-| BallastClassDetectionRateLow | detection rate per field < 90% | documents with >= 1 box of a class / documents |
-| BallastConfidenceDrift | average confidence drops > 5% from baseline | mean box confidence < 0.95 x gate-time baseline |
-| BallastUserFailuresRising | user-reported failures / week rising 3 weeks | weekly feedback count grew 3 weeks in a row |
-| BallastLatencyHigh | inference latency > 2x baseline | mean inference time > 2 x gate-time baseline |
+How each seed rule is read (per namespace, pool and model version; `window` is 1h in production):
 
-Every alert carries the `pool` label (from the serving metrics), which the operator's webhook uses to
-find the FineTunePool it concerns.
+| alert | seed rule | expression |
+|---|---|---|
+| BallastClassDetectionRateLow | detection rate per field < 90% | share of documents with >= 1 box of the field < 0.9 x the same share on the held-out test set |
+| BallastConfidenceDrift | average confidence drops > 5% from baseline | mean box confidence < 0.95 x the serving baseline |
+| BallastUserFailuresRising | user-reported failures / week rising 3 weeks | failures per week, over three consecutive 5-day windows (the last 15 days), rose twice in a row |
+| BallastLatencyHigh | inference latency > 2x baseline | mean inference time > 2 x the serving baseline |
+
+- **Per field, relative.** An absolute 90% would fire for ever for optional fields (a signature,
+  a stamp, a barcode is on some documents only). The baseline is the field's own rate on the
+  held-out test set, measured by the gate for the model that serves
+  (`ballast_model_baseline_class_detection_rate`, exposed by `ballast serve` from the model's
+  baseline.json): an optional field found on 30% of test documents alerts below 27%. A field the
+  test set never shows (baseline 0) never alerts. A model without a baseline alerts on nothing
+  but user failures.
+- **Failures within Prometheus' default 15-day retention.** Four weekly windows need 28 days of
+  data, which a default Prometheus never keeps. The rule compares the weekly rate measured over
+  days 0-5, 5-10 and 10-15 back: the newest is above the middle and the middle above the oldest.
+  It can fire once 15 days of data exist, and goes quiet as soon as the rise stops.
+- **Every alert keeps `namespace` and `pool`**, which the operator's webhook maps to the
+  FineTunePool exactly (an alert without `namespace` is refused). `namespace` is the scrape
+  target's label, the serving pod's namespace, which Prometheus' Kubernetes discovery attaches
+  (a PodMonitor or ServiceMonitor does it, and so do the usual `prometheus.io/scrape` jobs):
+  `ballast serve` must run in its pool's namespace.
 """
 
 from __future__ import annotations
@@ -26,16 +42,25 @@ FILES = {
     Path("deploy/prometheus/ballast-rules.yaml"): "rules",
     Path("charts/ballast/files/ballast-rules.yaml"): "rules",
 }
+# The labels every alert keeps: the webhook finds the FineTunePool by the first two.
+POOL = "namespace, pool"
+MODEL = f"{POOL}, model_version"
 
 
-def rules(window: str = "1h", hold: str = "15m") -> dict[str, Any]:
-    """The rule groups. `window` is the rate window, `hold` the `for:` duration (shortened in e2e tests)."""
-    by = "pool, model_version"
-    docs = f"sum by ({by}) (increase(ballast_serve_documents_total[{window}]))"
-    weekly = "sum by (pool) (increase(ballast_serve_feedback_total[1w]{offset}))"
+def failures_per_week(span: str, offset: str) -> str:
+    """User-reported failures per week, measured over `span` ending `offset` ago (0: now)."""
+    shift = f" offset {offset}" if offset != "0" else ""
+    return f"sum by ({POOL}) (increase(ballast_serve_feedback_total[{span}]{shift}))"
 
-    def week(n: int) -> str:
-        return weekly.format(offset=f" offset {n}w" if n else "")
+
+def rules(window: str = "1h", hold: str = "15m", failure_span: str = "5d") -> dict[str, Any]:
+    """The rule groups. `window` is the rate window, `hold` the `for:` duration, `failure_span` each of
+    the three windows the failure trend compares (the first two are shortened in e2e tests)."""
+    docs = f"sum by ({MODEL}) (increase(ballast_serve_documents_total[{window}]))"
+    # The three windows are equally long, so comparing their counts compares their weekly rates.
+    newest = failures_per_week(failure_span, "0")
+    middle = failures_per_week(failure_span, failure_span)
+    oldest = failures_per_week(failure_span, f"{2 * int(failure_span[:-1])}{failure_span[-1]}")
 
     def alert(name: str, expr: str, summary: str, description: str, hold_for: str = hold) -> dict[str, Any]:
         return {
@@ -53,37 +78,41 @@ def rules(window: str = "1h", hold: str = "15m") -> dict[str, Any]:
                 "rules": [
                     alert(
                         "BallastClassDetectionRateLow",
-                        f"(sum by ({by}, class) (increase(ballast_serve_class_documents_total[{window}]))"
-                        f" / on ({by}) group_left {docs}) < 0.9 and on ({by}) {docs} > 0",
-                        "Class {{ $labels.class }} detected in under 90% of documents",
-                        "Pool {{ $labels.pool }}, model {{ $labels.model_version }}: class {{ $labels.class }} "
-                        "found in {{ $value | humanizePercentage }} of documents (seed: alert below 90%).",
+                        f"(sum by ({MODEL}, class) (increase(ballast_serve_class_documents_total[{window}]))"
+                        f" / on ({MODEL}) group_left {docs})"
+                        f" < on ({MODEL}, class)"
+                        f" (0.9 * max by ({MODEL}, class) (ballast_model_baseline_class_detection_rate))"
+                        f" and on ({MODEL}) {docs} > 0",
+                        "Class {{ $labels.class }} detected in under 90% of its test-set rate",
+                        "Pool {{ $labels.namespace }}/{{ $labels.pool }}, model {{ $labels.model_version }}: "
+                        "class {{ $labels.class }} found in {{ $value | humanizePercentage }} of documents, "
+                        "under 90% of its rate on the held-out test set.",
                     ),
                     alert(
                         "BallastConfidenceDrift",
-                        f"(sum by ({by}) (increase(ballast_serve_confidence_sum_total[{window}]))"
-                        f" / sum by ({by}) (increase(ballast_serve_confidence_count_total[{window}])))"
-                        f" < on ({by}) (0.95 * max by ({by}) (ballast_model_baseline_confidence))",
+                        f"(sum by ({MODEL}) (increase(ballast_serve_confidence_sum_total[{window}]))"
+                        f" / sum by ({MODEL}) (increase(ballast_serve_confidence_count_total[{window}])))"
+                        f" < on ({MODEL}) (0.95 * max by ({MODEL}) (ballast_model_baseline_confidence))",
                         "Average confidence more than 5% below its baseline",
-                        "Pool {{ $labels.pool }}, model {{ $labels.model_version }}: mean confidence "
-                        "{{ $value }} is below 95% of the gate-time baseline.",
+                        "Pool {{ $labels.namespace }}/{{ $labels.pool }}, model {{ $labels.model_version }}: "
+                        'mean confidence {{ $value | printf "%.3f" }} is below 95% of the serving baseline.',
                     ),
                     alert(
                         "BallastUserFailuresRising",
-                        f"{week(0)} > {week(1)} and {week(1)} > {week(2)} and {week(2)} > {week(3)}",
-                        "User-reported failures rose three weeks in a row",
-                        "Pool {{ $labels.pool }}: more failures were reported this week than the week before, "
-                        "three weeks in a row.",
+                        f"{newest} > {middle} and {middle} > {oldest}",
+                        "User-reported failures per week rising",
+                        "Pool {{ $labels.namespace }}/{{ $labels.pool }}: failures per week rose over three "
+                        f"consecutive {failure_span} windows ({{{{ $value }}}} in the last {failure_span}).",
                         hold_for="1h",
                     ),
                     alert(
                         "BallastLatencyHigh",
-                        f"(sum by ({by}) (rate(ballast_serve_inference_seconds_sum[{window}]))"
-                        f" / sum by ({by}) (rate(ballast_serve_inference_seconds_count[{window}])))"
-                        f" > on ({by}) (2 * max by ({by}) (ballast_model_baseline_latency_seconds))",
+                        f"(sum by ({MODEL}) (rate(ballast_serve_inference_seconds_sum[{window}]))"
+                        f" / sum by ({MODEL}) (rate(ballast_serve_inference_seconds_count[{window}])))"
+                        f" > on ({MODEL}) (2 * max by ({MODEL}) (ballast_model_baseline_latency_seconds))",
                         "Inference latency above twice its baseline",
-                        "Pool {{ $labels.pool }}, model {{ $labels.model_version }}: mean inference "
-                        "{{ $value | humanizeDuration }} is over 2x the gate-time baseline.",
+                        "Pool {{ $labels.namespace }}/{{ $labels.pool }}, model {{ $labels.model_version }}: "
+                        "mean inference {{ $value | humanizeDuration }} is over 2x the serving baseline.",
                     ),
                 ],
             }

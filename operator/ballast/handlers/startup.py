@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import kopf
 
-from ballast.adapters.http import serve
+from ballast.adapters.http import serve, webhook_tokens
 from ballast.adapters.kube import Conflict, connect, list_objects
 from ballast.adapters.metrics import OperatorMetrics
 from ballast.handlers import finetunepool, finetunerun, modelrelease
@@ -74,9 +73,16 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     context.controller.start()
     port = memo.get("http_port")
     if port is not None:
-        token = os.environ.get("BALLAST_WEBHOOK_TOKEN") or None
-        namespace = os.environ.get("POD_NAMESPACE", "default")
-        memo["http"] = serve(context.clients, metrics, token, namespace, memo.get("http_host", "0.0.0.0"), int(port))
+        # Alerts are mapped to the namespaces watched, never to the operator's own.
+        watched = memo.get("namespaces")
+        memo["http"] = serve(
+            context.clients,
+            metrics,
+            webhook_tokens(),
+            None if watched is None else frozenset(watched),
+            memo.get("http_host", "0.0.0.0"),
+            int(port),
+        )
 
 
 @kopf.on.cleanup()

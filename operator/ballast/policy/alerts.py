@@ -1,9 +1,19 @@
-"""Which pool an Alertmanager alert is about: the pure mapping the webhook applies."""
+"""Which pool an Alertmanager alert is about, and whether its sender may say so: the pure mapping
+the webhook applies.
+
+An alert names its FineTunePool exactly, by its `namespace` and `pool` labels (every Ballast rule
+keeps both). Nothing is guessed: an alert without `namespace` is refused, never looked up in the
+operator's own namespace. Each alert is judged alone, so one alert for a namespace the operator
+does not watch (or that the caller's token may not speak for) is refused and reported while the
+others in the same notification are applied.
+"""
 
 from __future__ import annotations
 
+import hmac
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,25 +31,94 @@ class PoolAlert:
     starts_at: datetime
 
 
-def pool_alerts(payload: AlertmanagerPayload, default_namespace: str) -> tuple[list[PoolAlert], list[str]]:
-    """Firing alerts mapped to (namespace, pool) by their labels; and why the others were skipped.
+@dataclass(frozen=True)
+class Refusal:
+    alertname: str
+    why: str
 
-    An alert names its pool with the `pool` label (the serving metrics carry it) and its namespace
-    with `namespace` (Prometheus' Kubernetes discovery adds it); resolved alerts start nothing.
-    """
-    matched, skipped = [], []
+    def __str__(self) -> str:
+        return f"{self.alertname}: {self.why}"
+
+
+@dataclass(frozen=True)
+class AlertTriage:
+    """A notification sorted: alerts to apply, alerts refused (the sender must fix something), and
+    alerts skipped (nothing to do: resolved), each skip reading `alertname: why`."""
+
+    matched: list[PoolAlert] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WebhookTokens:
+    """Bearer tokens the webhook accepts: `shared` for every watched namespace, and at most one per
+    namespace in `per_namespace` (namespace -> token), good for that namespace only."""
+
+    shared: str | None = None
+    per_namespace: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.shared or self.per_namespace)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What an authenticated caller may send alerts for; `namespaces` None: every watched one."""
+
+    namespaces: frozenset[str] | None
+
+
+def authenticate(authorization: str, tokens: WebhookTokens) -> Caller | None:
+    """The caller an `Authorization: Bearer <token>` header proves, or None for no known token.
+    Every token is compared (in constant time each), so timing tells nothing about which matched."""
+    offered = authorization.encode()
+    namespaces: set[str] = set()
+    shared = tokens.shared is not None and hmac.compare_digest(offered, f"Bearer {tokens.shared}".encode())
+    for namespace, token in tokens.per_namespace.items():
+        if token and hmac.compare_digest(offered, f"Bearer {token}".encode()):
+            namespaces.add(namespace)
+    if shared:
+        return Caller(None)
+    return Caller(frozenset(namespaces)) if namespaces else None
+
+
+def refusal(labels: Mapping[str, str], watched: frozenset[str] | None, caller: Caller) -> str | None:
+    """Why an alert with these labels cannot be applied, or None when it can. `watched` None: the
+    operator watches every namespace."""
+    pool, namespace = labels.get("pool", ""), labels.get("namespace", "")
+    if not namespace:
+        return "no labels.namespace (the rule must keep `namespace`; nothing is guessed)"
+    if not _NAME.match(namespace):
+        return f"labels.namespace {namespace!r} is not a Kubernetes name"
+    if not _NAME.match(pool):
+        return f"labels.pool {pool!r} is missing or not a Kubernetes name"
+    if watched is not None and namespace not in watched:
+        return f"namespace {namespace} is not watched by this operator"
+    if caller.namespaces is not None and namespace not in caller.namespaces:
+        return f"this token may not send alerts for namespace {namespace}"
+    return None
+
+
+def pool_alerts(payload: AlertmanagerPayload, watched: frozenset[str] | None, caller: Caller) -> AlertTriage:
+    """Firing alerts mapped to (namespace, pool) by their labels; the others refused or skipped, each
+    with its reason. Resolved alerts start nothing."""
+    triage = AlertTriage()
     for alert in payload.alerts:
         name = alert.labels.get("alertname", "unnamed")
         if alert.status != "firing":
-            skipped.append(f"{name}: resolved")
+            triage.skipped.append(f"{name}: resolved")
             continue
-        pool = alert.labels.get("pool", "")
-        namespace = alert.labels.get("namespace", default_namespace)
-        if not _NAME.match(pool) or not _NAME.match(namespace):
-            skipped.append(f"{name}: labels.pool/labels.namespace missing or not a Kubernetes name")
+        why = refusal(alert.labels, watched, caller)
+        if why is not None:
+            triage.refused.append(Refusal(name, why))
             continue
-        matched.append(PoolAlert(namespace, pool, name, alert.labels.get("release"), alert.starts_at))
-    return matched, skipped
+        labels = alert.labels
+        triage.matched.append(
+            PoolAlert(labels["namespace"], labels["pool"], name, labels.get("release"), alert.starts_at)
+        )
+    return triage
 
 
 def _parse_time(value: object) -> datetime | None:
