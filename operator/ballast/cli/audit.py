@@ -32,6 +32,7 @@ from ballast.api.contracts import digest_bytes
 from ballast.api.samples import SampleError, parse_manifest
 from ballast.cli import auditset
 from ballast.cli.auditset import AuditError, Document
+from ballast.cli.errors import CliError, UsageError, from_failure
 
 if TYPE_CHECKING:
     from ballast.adapters.objectstore import ObjectStore
@@ -64,15 +65,15 @@ def sample_audit(args: argparse.Namespace) -> int:
     from ballast.cli.people import _kube, _namespace, _pool
 
     if args.count < 1:
-        raise SystemExit(f"error: --count must be at least 1, got {args.count}")
+        raise UsageError(f"--count must be at least 1, got {args.count}")
     if args.source == INBOX and args.out is None:
-        raise SystemExit("error: --from inbox needs --out FOLDER, the labelling folder to create")
+        raise UsageError("--from inbox needs --out FOLDER, the labelling folder to create")
     if args.source != INBOX and not (args.reviewed_by or "").strip():
-        raise SystemExit("error: --reviewed-by is required with --from DIR: an audit set is labelled by a person")
+        raise UsageError("--reviewed-by is required with --from DIR: an audit set is labelled by a person")
     if args.source != INBOX and not Path(args.source).is_dir():
-        raise SystemExit(f"error: --from {args.source}: not a folder (nor `inbox`)")
+        raise UsageError(f"--from {args.source}: not a folder (nor `inbox`)")
     if args.out is not None and args.out.exists() and any(args.out.iterdir()):
-        raise SystemExit(f"error: --out {args.out} exists and is not empty")
+        raise UsageError(f"--out {args.out} exists and is not empty")
     seed = args.seed if args.seed is not None else secrets.randbelow(2**31)
     namespace = _namespace(args)
     _body, spec, store = _pool(_kube(), namespace, args.pool)
@@ -93,8 +94,10 @@ def trained_images(store: ObjectStore, pool: str, anchor_train_manifest: str) ->
 
     try:
         anchor = parse_manifest(store.get(anchor_train_manifest).decode(), anchor_train_manifest)
-    except (StoreRefused, SampleError) as error:
-        raise SystemExit(f"error: the pool's anchor.trainManifest cannot be read: {error}") from None
+    except StoreRefused as error:
+        raise from_failure(error, "the pool's anchor.trainManifest cannot be read") from None
+    except SampleError as error:
+        raise CliError(f"the pool's anchor.trainManifest cannot be read: {error}") from None
     trained = {ref.image_digest: f"in the anchor train set ({anchor_train_manifest})" for ref in anchor}
     for key in list_index(store, pool):
         trained[layout.parse_index_key(key).image_digest] = f"already a sample in pool {pool}"

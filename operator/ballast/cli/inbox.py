@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from ballast.api import inbox, layout
 from ballast.api.samples import SampleError
+from ballast.cli.errors import UsageError
 from ballast.policy import reviewtasks
 
 if TYPE_CHECKING:
@@ -162,7 +163,7 @@ def _inbox_export(args: argparse.Namespace) -> int:
 
     out: Path = args.out
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SystemExit(f"error: --out {out} must be a new or empty folder")
+        raise UsageError(f"--out {out} must be a new or empty folder")
     _body, spec, store = _pool(_kube(), _namespace(args), args.pool)
     result = export_inbox(store, args.pool, spec.classes, out, args.format, args.again, args.image_url_prefix)
     for key, why in result.unreadable.items():

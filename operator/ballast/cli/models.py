@@ -18,6 +18,7 @@ from pathlib import Path
 from ballast.api import layout
 from ballast.api.common import BASE_VERSION_PATTERN
 from ballast.api.contracts import Lineage, canonical_json, digest_bytes
+from ballast.cli.errors import UsageError
 from ballast.policy.checkpoints import checkpoint_refusal
 
 
@@ -40,7 +41,10 @@ def _import_base(args: argparse.Namespace) -> int:
     if not re.fullmatch(BASE_VERSION_PATTERN, args.version):
         print(f"refused: --version {args.version!r} is not base_v<N>", file=sys.stderr)
         return 1
-    data = args.weights.read_bytes()
+    try:
+        data = args.weights.read_bytes()
+    except OSError as error:
+        raise UsageError(f"--weights {args.weights}: cannot be read ({error.strerror or error})") from None
     refusal = checkpoint_refusal(data)
     if refusal:
         print(f"refused: {args.weights}: {refusal}", file=sys.stderr)

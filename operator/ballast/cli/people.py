@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ballast.api.common import Approval
 from ballast.api.samples import SampleError
+from ballast.cli.errors import NotFound, Refused, UsageError, from_failure
 
 REVIEWED_FORMATS = ("label-studio-json", "cvat-xml")  # ballast.cli.inbox reads these
 
@@ -87,6 +88,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     rollback.set_defaults(handler=_release_rollback)
 
     status = commands.add_parser("status", help="pools, runs and releases at a glance")
+    status.add_argument(
+        "-o", "--output", choices=("table", "json", "yaml"), default="table", help="table (default), json or yaml"
+    )
     status.set_defaults(handler=_status)
     for parser in (add, importer, approve, retry, rollback, status):
         parser.add_argument("-n", "--namespace", default=None)
@@ -113,7 +117,7 @@ def _pool(kube: Any, namespace: str, pool: str):  # type: ignore[no-untyped-def]
 
     body = get_custom(kube, namespace, "finetunepools", pool)
     if body is None:
-        raise SystemExit(f"error: FineTunePool {pool} not found in namespace {namespace}")
+        raise NotFound(f"FineTunePool {pool} not found in namespace {namespace}")
     spec = FineTunePoolSpec.model_validate(body["spec"])
     return body, spec, object_store(kube, namespace, spec.object_store)
 
@@ -196,7 +200,9 @@ def _samples_add(args: argparse.Namespace) -> int:
     try:
         labels = checked_labels(args)
     except SampleError as error:
-        raise SystemExit(f"error: {error}") from None
+        raise UsageError(str(error)) from None
+    if not args.image.is_file():
+        raise UsageError(f"--image {args.image}: no such file")
     kube = _kube()
     body, spec, store = _pool(kube, _namespace(args), args.pool)
     sample = _sample(args.image, labels, args.id or args.image.stem, args, "ballast-cli")
@@ -302,11 +308,11 @@ def _runs_approve(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     run = get_custom(kube, namespace, "finetuneruns", args.run)
     if run is None:
-        raise SystemExit(f"error: FineTuneRun {args.run} not found in namespace {namespace}")
+        raise NotFound(f"FineTuneRun {args.run} not found in namespace {namespace}")
     status = run.get("status", {})
     verdict = status.get("verdict") or "none yet"
     if verdict != "Review" or not status.get("model"):
-        raise SystemExit(f"error: run {args.run} has verdict {verdict}; only a Review verdict is approved")
+        raise Refused(f"run {args.run} has verdict {verdict}; only a Review verdict is approved")
     me = whoami(kube)
     approval = Approval(
         by=me.username,
@@ -318,8 +324,7 @@ def _runs_approve(args: argparse.Namespace) -> int:
     try:
         patch_custom(kube, namespace, "finetuneruns", args.run, {"spec": {"approval": approval.to_wire()}})
     except ApiException as error:
-        message = _api_message(error)
-        raise SystemExit(f"refused: the apiserver did not accept the approval: {message}") from None
+        raise from_failure(error, "the apiserver did not accept the approval") from None
     print(f"approved {args.run} ({status['model'].get('version')}) as {me.username}")
     return 0
 
@@ -330,15 +335,6 @@ def _runs_retry(args: argparse.Namespace) -> int:
     return runs_retry(args, _kube(), _namespace(args))
 
 
-def _api_message(error: Exception) -> str:
-    """The apiserver's own refusal (a Status message), not a traceback."""
-    body = getattr(error, "body", None)
-    try:
-        return str(json.loads(body)["message"]) if body else str(error)
-    except (ValueError, KeyError, TypeError):
-        return str(error)
-
-
 def _release_rollback(args: argparse.Namespace) -> int:
     from ballast.adapters.kube import get_custom, patch_custom
 
@@ -346,12 +342,12 @@ def _release_rollback(args: argparse.Namespace) -> int:
     namespace = _namespace(args)
     release = get_custom(kube, namespace, "modelreleases", args.release)
     if release is None:
-        raise SystemExit(f"error: ModelRelease {args.release} not found in namespace {namespace}")
+        raise NotFound(f"ModelRelease {args.release} not found in namespace {namespace}")
     history = [h["model"]["version"] for h in release.get("status", {}).get("history", [])]
     current = release.get("status", {}).get("currentModel")
     target = args.to or next((v for v in history if v != current), None)
     if target is None:
-        raise SystemExit(f"error: {args.release} has no earlier release to roll back to")
+        raise NotFound(f"{args.release} has no earlier release to roll back to")
     if target not in history:
         print(f"note: {target} was never released by {args.release}; it must still pass its gates", file=sys.stderr)
     patch_custom(kube, namespace, "modelreleases", args.release, {"spec": {"model": target}})
@@ -359,26 +355,55 @@ def _release_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(_args: argparse.Namespace) -> int:
-    from ballast.adapters.kube import list_custom
+STATUS_COLUMNS = (
+    ("finetunepools", ("verifiedSamples", "samplesSinceLastRun", "currentBase", "activeRun")),
+    ("finetuneruns", ("phase", "verdict", "model", "message")),
+    ("modelreleases", ("phase", "currentModel", "message")),
+)
 
-    kube = _kube()
-    namespace = _namespace(_args)
+
+def status_report(namespace: str, listed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The structured `ballast status`: each object's name and its status columns, as stored."""
+    report: dict[str, Any] = {"namespace": namespace}
+    for plural, columns in STATUS_COLUMNS:
+        report[plural] = [
+            {"name": item["metadata"]["name"], **{c: (item.get("status") or {}).get(c) for c in columns}}
+            for item in listed.get(plural, [])
+        ]
+    return report
+
+
+def status_table(report: dict[str, Any]) -> str:
     rows: list[str] = []
-    for plural, columns in (
-        ("finetunepools", ("verifiedSamples", "samplesSinceLastRun", "currentBase", "activeRun")),
-        ("finetuneruns", ("phase", "verdict", "model", "message")),
-        ("modelreleases", ("phase", "currentModel", "message")),
-    ):
+    for plural, columns in STATUS_COLUMNS:
         rows.append(f"{plural}:")
-        for item in list_custom(kube, namespace, plural):
-            status = item.get("status", {})
+        for item in report[plural]:
             values = []
             for column in columns:
-                value = status.get(column)
+                value = item[column]
                 if isinstance(value, dict):
                     value = value.get("version")
                 values.append(f"{column}={json.dumps(value) if value is not None else '-'}")
-            rows.append(f"  {item['metadata']['name']}: " + " ".join(values))
-    print("\n".join(rows))
+            rows.append(f"  {item['name']}: " + " ".join(values))
+    return "\n".join(rows)
+
+
+def render(report: dict[str, Any], output: str) -> str:
+    """`-o table|json|yaml` of a list-like report."""
+    if output == "json":
+        return json.dumps(report, indent=2, sort_keys=False, default=str)
+    if output == "yaml":
+        import yaml
+
+        return str(yaml.safe_dump(json.loads(json.dumps(report, default=str)), sort_keys=False)).rstrip("\n")
+    return status_table(report)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ballast.adapters.kube import list_custom
+
+    kube = _kube()
+    namespace = _namespace(args)
+    listed = {plural: list_custom(kube, namespace, plural) for plural, _ in STATUS_COLUMNS}
+    print(render(status_report(namespace, listed), args.output))
     return 0
