@@ -158,6 +158,12 @@ def s3_error(code: str) -> S3Error:
             "error: spec.objectStore.credentialsSecretRef: Secret s not found",
             id="missing store credentials name the field",
         ),
+        pytest.param(
+            PermissionError(13, "Permission denied", "/data/out"),
+            FAILED,
+            "error: /data/out: Permission denied",
+            id="a file the person named that cannot be written is 1, naming the file",
+        ),
     ],
 )
 def test_each_kind_of_failure_gets_its_exit_code_and_one_line(error: BaseException, code: int, line: str) -> None:
@@ -171,6 +177,7 @@ def test_each_kind_of_failure_gets_its_exit_code_and_one_line(error: BaseExcepti
         pytest.param(KeyError("status"), id="a KeyError is a bug"),
         pytest.param(TypeError("unsupported operand"), id="a TypeError is a bug"),
         pytest.param(ValueError("bad"), id="a ValueError is a bug"),
+        pytest.param(OSError("no file named"), id="an OSError without a file name is a bug"),
     ],
 )
 def test_a_bug_is_not_described_so_it_keeps_its_traceback(error: BaseException) -> None:

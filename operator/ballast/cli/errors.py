@@ -78,10 +78,12 @@ def describe(error: BaseException) -> tuple[int, str] | None:
     from ballast.adapters.failures import classify
 
     sorted_as = classify(error)
-    if sorted_as is None:
-        return None
-    kind, message = sorted_as
-    return BY_KIND[kind].code, one_line(message)
+    if sorted_as is not None:
+        kind, message = sorted_as
+        return BY_KIND[kind].code, one_line(message)
+    if isinstance(error, OSError) and error.filename is not None:  # a path the person named
+        return FAILED, one_line(f"{error.filename}: {error.strerror or error}")
+    return None
 
 
 def from_failure(error: BaseException, doing: str) -> CliError:

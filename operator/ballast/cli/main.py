@@ -26,7 +26,8 @@ from ballast.cli.errors import EPILOG, describe
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
-        prog="ballast", description="Continuous fine-tuning of YOLO detectors, safely.",
+        prog="ballast",
+        description="Continuous fine-tuning of YOLO detectors, safely.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
