@@ -28,7 +28,7 @@ from ballast.cli.errors import (
     describe,
     from_failure,
 )
-from ballast.cli.people import render, status_report
+from ballast.cli.status import render, status_report
 
 
 def api_error(status: int, message: str | None = None) -> ApiException:

@@ -6,7 +6,7 @@
     ballast samples import POOL PATH --reviewed-by NAME --format label-studio-json|cvat-xml   (see cli/inbox.py)
     ballast runs approve RUN --reason TEXT        (in your own authenticated name)
     ballast release rollback RELEASE [--to VERSION]
-    ballast status
+    ballast status [-o table|json|yaml]   (ballast.cli.status)
 
 They act on the current kubeconfig context's namespace unless `-n` says otherwise. Samples go
 through the same validation as everywhere: a bad or unreviewed sample is refused with the field at
@@ -16,7 +16,6 @@ fault, and nothing of it is written.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -91,7 +90,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     status.add_argument(
         "-o", "--output", choices=("table", "json", "yaml"), default="table", help="table (default), json or yaml"
     )
-    status.set_defaults(handler=_status)
+    from ballast.cli.status import show_status
+
+    status.set_defaults(handler=show_status)
     for parser in (add, importer, approve, retry, rollback, status):
         parser.add_argument("-n", "--namespace", default=None)
 
@@ -352,58 +353,4 @@ def _release_rollback(args: argparse.Namespace) -> int:
         print(f"note: {target} was never released by {args.release}; it must still pass its gates", file=sys.stderr)
     patch_custom(kube, namespace, "modelreleases", args.release, {"spec": {"model": target}})
     print(f"{args.release}: {current} -> {target}")
-    return 0
-
-
-STATUS_COLUMNS = (
-    ("finetunepools", ("verifiedSamples", "samplesSinceLastRun", "currentBase", "activeRun")),
-    ("finetuneruns", ("phase", "verdict", "model", "message")),
-    ("modelreleases", ("phase", "currentModel", "message")),
-)
-
-
-def status_report(namespace: str, listed: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The structured `ballast status`: each object's name and its status columns, as stored."""
-    report: dict[str, Any] = {"namespace": namespace}
-    for plural, columns in STATUS_COLUMNS:
-        report[plural] = [
-            {"name": item["metadata"]["name"], **{c: (item.get("status") or {}).get(c) for c in columns}}
-            for item in listed.get(plural, [])
-        ]
-    return report
-
-
-def status_table(report: dict[str, Any]) -> str:
-    rows: list[str] = []
-    for plural, columns in STATUS_COLUMNS:
-        rows.append(f"{plural}:")
-        for item in report[plural]:
-            values = []
-            for column in columns:
-                value = item[column]
-                if isinstance(value, dict):
-                    value = value.get("version")
-                values.append(f"{column}={json.dumps(value) if value is not None else '-'}")
-            rows.append(f"  {item['name']}: " + " ".join(values))
-    return "\n".join(rows)
-
-
-def render(report: dict[str, Any], output: str) -> str:
-    """`-o table|json|yaml` of a list-like report."""
-    if output == "json":
-        return json.dumps(report, indent=2, sort_keys=False, default=str)
-    if output == "yaml":
-        import yaml
-
-        return str(yaml.safe_dump(json.loads(json.dumps(report, default=str)), sort_keys=False)).rstrip("\n")
-    return status_table(report)
-
-
-def _status(args: argparse.Namespace) -> int:
-    from ballast.adapters.kube import list_custom
-
-    kube = _kube()
-    namespace = _namespace(args)
-    listed = {plural: list_custom(kube, namespace, plural) for plural, _ in STATUS_COLUMNS}
-    print(render(status_report(namespace, listed), args.output))
     return 0
