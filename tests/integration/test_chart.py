@@ -62,6 +62,10 @@ def test_helm_lint_passes_for_default_and_non_default_values():
         "--set",
         "prometheusRule.enabled=true",
         "--set",
+        "serve.podMonitor.enabled=true",
+        "--set",
+        "monitoring.labels.release=kube-prometheus-stack",
+        "--set",
         "watchNamespaces={team-a,team-b}",
     )
 
