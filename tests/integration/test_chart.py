@@ -62,6 +62,10 @@ def test_helm_lint_passes_for_default_and_non_default_values():
         "--set",
         "prometheusRule.enabled=true",
         "--set",
+        "serve.podMonitor.enabled=true",
+        "--set",
+        "monitoring.labels.release=kube-prometheus-stack",
+        "--set",
         "watchNamespaces={team-a,team-b}",
     )
 
@@ -140,9 +144,64 @@ def test_non_default_values_render_monitoring_serving_and_one_role_per_namespace
         "BallastConfidenceDrift",
         "BallastUserFailuresRising",
         "BallastLatencyHigh",
+        "BallastOperatorDown",
+        "BallastReconcileErrors",
+        "BallastRunFailed",
+        "BallastReleaseBlocked",
+        "BallastReviewWaiting",
     ]
     serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
     assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast-trainer", "serve"]
+
+
+MONITORING = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+
+def test_extra_monitoring_labels_reach_the_service_monitor_pod_monitor_and_prometheus_rule():
+    documents = render(
+        "serviceMonitor.enabled=true",
+        "prometheusRule.enabled=true",
+        "serve.podMonitor.enabled=true",
+        "monitoring.labels.release=kube-prometheus-stack",
+        "monitoring.labels.team=ml",
+    )
+    monitoring = [d for d in documents if d["kind"] in MONITORING]
+    assert {d["kind"] for d in monitoring} == MONITORING
+    for document in monitoring:
+        labels = document["metadata"]["labels"]
+        assert labels["release"] == "kube-prometheus-stack" and labels["team"] == "ml", document["kind"]
+        assert labels["app.kubernetes.io/name"] == "ballast", document["kind"]
+    assert not any("release" in d["metadata"].get("labels", {}) for d in render("serviceMonitor.enabled=true"))
+
+
+def test_the_pod_monitor_scrapes_serve_pods_by_their_labels_and_port_in_the_watched_namespaces():
+    assert "PodMonitor" not in {d["kind"] for d in render("serve.enabled=true")}
+    documents = render("serve.enabled=true", "serve.podMonitor.enabled=true", "watchNamespaces={ml,team-b}")
+    monitor = next(d for d in documents if d["kind"] == "PodMonitor")
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    pod = serve["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    port = monitor["spec"]["podMetricsEndpoints"][0]["port"]
+    assert port in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert monitor["spec"]["namespaceSelector"]["matchNames"] == ["ml", "team-b", "ops"]
+
+
+def test_runbook_urls_and_the_review_waiting_threshold_come_from_values():
+    documents = render(
+        "prometheusRule.enabled=true",
+        "prometheusRule.runbookBaseUrl=https://git.example.com/ballast/README.md",
+        "prometheusRule.reviewWaitingSeconds=7200",
+    )
+    rules = [
+        r for g in next(d for d in documents if d["kind"] == "PrometheusRule")["spec"]["groups"] for r in g["rules"]
+    ]
+    for rule in rules:
+        expected = f"https://git.example.com/ballast/README.md#alert-{rule['alert'].lower()}"
+        assert rule["annotations"]["runbook_url"] == expected
+    review = next(r for r in rules if r["alert"] == "BallastReviewWaiting")
+    assert review["expr"].endswith("> 7200")
+    default = next(d for d in render("prometheusRule.enabled=true") if d["kind"] == "PrometheusRule")
+    assert default["spec"] == yaml.safe_load((CHART / "files" / "ballast-rules.yaml").read_text())
 
 
 def test_per_namespace_webhook_tokens_are_mounted_from_their_secret_never_rendered():
@@ -164,6 +223,8 @@ def test_per_namespace_webhook_tokens_are_mounted_from_their_secret_never_render
         ("logLevel=loud", "/logLevel"),
         ("objectStore.secretNames=null", "secretNames"),
         ("podSecurityContext.runAsNonRoot=false", "/podSecurityContext/runAsNonRoot"),
+        ("prometheusRule.reviewWaitingSeconds=10", "/prometheusRule/reviewWaitingSeconds"),
+        ("monitoring.labels.bad key=x", "invalid propertyName 'bad key'"),
     ],
 )
 def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, field: str):

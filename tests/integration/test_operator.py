@@ -6,12 +6,14 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from ballast.api import layout
 from ballast.api.contracts import Lineage, RunPlan
@@ -342,6 +344,21 @@ def a_release(name: str, pool: str, model: str) -> dict:
     }
 
 
+METRICS_PORT = plane.free_port()
+
+
+def scrape(name: str, labels: dict[str, str]) -> float | None:
+    """One sample of the operator's /metrics, or None when it has no such series."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and labels.items() <= sample.labels.items():
+                return sample.value
+    return None
+
+
+@pytest.mark.operator_args("--http-port", str(METRICS_PORT), "--http-host", "127.0.0.1")
 def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deploys(
     kube, namespace, store_secret, pool_store, operator_process, cluster
 ):
@@ -385,6 +402,13 @@ def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deplo
     )
     assert "ballast runs approve review-run-1" in release_status(kube, namespace, "review-detector")["message"]
     assert served_version(kube, namespace, "review-detector") is None  # untouched
+    # The health alerts' metrics: the Review waits since the run finished; both releases are Blocked.
+    finished = datetime.fromisoformat(review["status"]["finishedAt"]).timestamp()
+    review_run = {"namespace": namespace, "pool": "review", "run": "review-run-1"}
+    assert scrape("ballast_run_review_waiting_since_seconds", review_run) == pytest.approx(finished, abs=1)
+    assert scrape("ballast_run_review_waiting_since_seconds", {"run": "reject-run-1"}) is None
+    for name in ("review-detector", "reject-detector"):
+        assert scrape("ballast_release_phase", {"namespace": namespace, "release": name, "phase": "Blocked"}) == 1
 
     # ana may approve in this namespace (the `approve` verb), and approves in her own name.
     grant_approver(kube, namespace, "ana")
@@ -412,6 +436,12 @@ def test_a_review_model_is_blocked_until_approved_and_a_reject_model_never_deplo
     )
     assert served_version(kube, namespace, "review-detector") == "ft_v1.1"
     assert release_status(kube, namespace, "review-detector")["history"][0]["approvedBy"] == "ana"
+    eventually(
+        lambda: scrape("ballast_run_review_waiting_since_seconds", review_run) is None, 30, what="the wait ended"
+    )
+    released = {"namespace": namespace, "release": "review-detector"}
+    eventually(lambda: scrape("ballast_release_phase", {**released, "phase": "Released"}) == 1, 30, what="Released")
+    assert scrape("ballast_release_phase", {**released, "phase": "Blocked"}) == 0
 
     # The rejected one stays blocked, whatever happens; its Deployment never moved.
     import time

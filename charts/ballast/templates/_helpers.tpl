@@ -8,6 +8,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
+{{/* The chart's labels and monitoring.labels (e.g. release: kube-prometheus-stack, which the stack selects by). */}}
+{{- define "ballast.monitoringLabels" -}}
+{{ include "ballast.labels" . }}
+{{- with .Values.monitoring.labels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
 {{- define "ballast.selector" -}}
 app.kubernetes.io/name: ballast
 app.kubernetes.io/instance: {{ .Release.Name }}

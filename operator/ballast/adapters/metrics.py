@@ -13,7 +13,9 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_run_detection_rate | gauge | namespace, pool, run | Gate 2 detection rate on the new samples |
 | ballast_run_duration_seconds | histogram | namespace, pool, kind | creation to terminal phase |
 | ballast_release_model_info | gauge | namespace, release, model | 1 for the model a release serves |
+| ballast_run_review_waiting_since_seconds | gauge | namespace, pool, run | Unix time a Review verdict began waiting for a verified approval (gone once approved or deleted) |
 | ballast_release_rollbacks_total | counter | namespace, release | rollbacks (spec-driven or failed rollouts) |
+| ballast_release_phase | gauge | namespace, release, phase | 1 for the release's current phase, 0 for the others |
 | ballast_reconcile_seconds | histogram | kind | time one reconcile takes (its count: reconciles) |
 | ballast_reconcile_errors_total | counter | kind | reconciles that raised (retried on the next tick) |
 | ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
@@ -34,6 +36,11 @@ Serving (`ballast-trainer serve`, /metrics):
 
 The serving series get `namespace` from the scrape (Kubernetes discovery labels a target with its
 pod's namespace); the alert rules keep it, and the operator's webhook finds the pool by it.
+
+The waiting time of a Review is `time() - ballast_run_review_waiting_since_seconds`: a timestamp, not
+a duration, because the operator reconciles on events only and a duration would stand still.
+
+Every alert's runbook is a `### Alert: NAME` section of README.md's runbook (its `runbook_url`).
 
 No label ever carries a credential, a URL with a secret, or a user's document content.
 """
@@ -84,6 +91,15 @@ class OperatorMetrics:
             ["namespace", "release", "model"],
             registry=r,
         )
+        self.run_review_waiting_since = Gauge(
+            "ballast_run_review_waiting_since_seconds",
+            "Unix time a Review verdict began waiting for a verified approval",
+            ["namespace", "pool", "run"],
+            registry=r,
+        )
+        self.release_phase = Gauge(
+            "ballast_release_phase", "1 for the release's current phase", ["namespace", "release", "phase"], registry=r
+        )
         self.release_rollbacks = Counter(
             "ballast_release_rollbacks", "Rollbacks of a release", ["namespace", "release"], registry=r
         )
@@ -97,6 +113,14 @@ class OperatorMetrics:
         self.alerts = Counter(
             "ballast_alerts_received", "Alertmanager webhook alerts by outcome", ["alertname", "outcome"], registry=r
         )
+
+    def review_waiting(self, namespace: str, pool: str, run: str, since: float | None) -> None:
+        """Record that `run` waits for approval since `since` (Unix time), or no longer waits (None)."""
+        if since is not None:
+            self.run_review_waiting_since.labels(namespace, pool, run).set(since)
+            return
+        # The pool may be unknown (a deleted run): drop every series of this run.
+        self.run_review_waiting_since.remove_by_labels({"namespace": namespace, "run": run})
 
 
 class ServingMetrics:

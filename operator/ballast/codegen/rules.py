@@ -28,6 +28,21 @@ How each seed rule is read (per namespace, pool and model version; `window` is 1
   target's label, the serving pod's namespace, which Prometheus' Kubernetes discovery attaches
   (a PodMonitor or ServiceMonitor does it, and so do the usual `prometheus.io/scrape` jobs):
   `ballast serve` must run in its pool's namespace.
+
+Ballast's own health (group `ballast.operator`; no `ballast_trigger` label, so the README's route
+sends them to people only, never to the webhook):
+
+| alert | fires when |
+|---|---|
+| BallastOperatorDown | no scrape of job `ballast-operator` succeeded for 5 minutes (the chart's ServiceMonitor scrapes the Service `ballast-operator`, whose name is the job; a plain scrape config must use `job_name: ballast-operator`) |
+| BallastReconcileErrors | a kind's reconciles kept raising: errors in every 10-minute window for 20 minutes |
+| BallastRunFailed | a pool has more Failed runs than an hour ago (for that hour) |
+| BallastReleaseBlocked | a release is Blocked or RolledBack for 10 minutes |
+| BallastReviewWaiting | a Review verdict has waited longer than `review_waiting_seconds` (default a day; the chart's `prometheusRule.reviewWaitingSeconds`) for a verified approval |
+
+Every alert has a `runbook_url`: `RUNBOOK` (README.md, relative: the chart's
+`prometheusRule.runbookBaseUrl` sets where the README is served) and the anchor of its
+`### Alert: NAME` section.
 """
 
 from __future__ import annotations
@@ -44,6 +59,9 @@ FILES = {
 }
 # The labels every alert keeps: the webhook finds the FineTunePool by the first two.
 POOL = "namespace, pool"
+RUNBOOK = "README.md"
+OPERATOR_JOB = "ballast-operator"  # the chart's Service, hence its ServiceMonitor's job label
+REVIEW_WAITING_SECONDS = 86400
 MODEL = f"{POOL}, model_version"
 
 
@@ -53,7 +71,17 @@ def failures_per_week(span: str, offset: str) -> str:
     return f"sum by ({POOL}) (increase(ballast_serve_feedback_total[{span}]{shift}))"
 
 
-def rules(window: str = "1h", hold: str = "15m", failure_span: str = "5d") -> dict[str, Any]:
+def runbook_url(alert: str, base: str = RUNBOOK) -> str:
+    """The alert's section of the README runbook (GitHub's anchor for `### Alert: NAME`)."""
+    return f"{base}#alert-{alert.lower()}"
+
+
+def rules(
+    window: str = "1h",
+    hold: str = "15m",
+    failure_span: str = "5d",
+    review_waiting_seconds: int = REVIEW_WAITING_SECONDS,
+) -> dict[str, Any]:
     """The rule groups. `window` is the rate window, `hold` the `for:` duration, `failure_span` each of
     the three windows the failure trend compares (the first two are shortened in e2e tests)."""
     docs = f"sum by ({MODEL}) (increase(ballast_serve_documents_total[{window}]))"
@@ -68,8 +96,19 @@ def rules(window: str = "1h", hold: str = "15m", failure_span: str = "5d") -> di
             "expr": expr,
             "for": hold_for,
             "labels": {"severity": "warning", "ballast_trigger": "performance"},
-            "annotations": {"summary": summary, "description": description},
+            "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(name)},
         }
+
+    def health(name: str, expr: str, hold_for: str, severity: str, summary: str, description: str) -> dict[str, Any]:
+        return {
+            "alert": name,
+            "expr": expr,
+            "for": hold_for,
+            "labels": {"severity": severity},
+            "annotations": {"summary": summary, "description": description, "runbook_url": runbook_url(name)},
+        }
+
+    failed = 'sum by (namespace, pool) (ballast_runs{phase="Failed"})'
 
     return {
         "groups": [
@@ -115,7 +154,58 @@ def rules(window: str = "1h", hold: str = "15m", failure_span: str = "5d") -> di
                         "mean inference {{ $value | humanizeDuration }} is over 2x the serving baseline.",
                     ),
                 ],
-            }
+            },
+            {
+                "name": "ballast.operator",
+                "rules": [
+                    health(
+                        "BallastOperatorDown",
+                        f'absent(up{{job="{OPERATOR_JOB}"}} == 1)',
+                        "5m",
+                        "critical",
+                        "The Ballast operator is down",
+                        f"No scrape of job {OPERATOR_JOB} succeeded for 5 minutes: nothing reconciles pools, "
+                        "runs or releases, and alerts sent to its webhook are lost.",
+                    ),
+                    health(
+                        "BallastReconcileErrors",
+                        "sum by (kind) (increase(ballast_reconcile_errors_total[10m])) > 0",
+                        "20m",
+                        "warning",
+                        "{{ $labels.kind }} reconciles keep failing",
+                        "{{ $value | humanize }} {{ $labels.kind }} reconciles raised in the last 10 minutes, "
+                        "and errors have not stopped for 20 minutes (see the operator's log).",
+                    ),
+                    health(
+                        "BallastRunFailed",
+                        f"{failed} > {failed.replace('})', '} offset 1h)')}",
+                        "0m",
+                        "warning",
+                        "A fine-tuning run failed in {{ $labels.namespace }}/{{ $labels.pool }}",
+                        "Pool {{ $labels.namespace }}/{{ $labels.pool }} has more Failed runs than an hour ago "
+                        "({{ $value }} now): `kubectl -n {{ $labels.namespace }} get ftr` shows which.",
+                    ),
+                    health(
+                        "BallastReleaseBlocked",
+                        'max by (namespace, release, phase) (ballast_release_phase{phase=~"Blocked|RolledBack"}) == 1',
+                        "10m",
+                        "warning",
+                        "Release {{ $labels.namespace }}/{{ $labels.release }} is {{ $labels.phase }}",
+                        "ModelRelease {{ $labels.namespace }}/{{ $labels.release }} has been {{ $labels.phase }} "
+                        "for 10 minutes: its conditions say why.",
+                    ),
+                    health(
+                        "BallastReviewWaiting",
+                        "time() - max by (namespace, pool, run) (ballast_run_review_waiting_since_seconds)"
+                        f" > {review_waiting_seconds}",
+                        "0m",
+                        "warning",
+                        "Run {{ $labels.namespace }}/{{ $labels.run }} waits for approval",
+                        "Run {{ $labels.namespace }}/{{ $labels.run }} (pool {{ $labels.pool }}) has had a Review "
+                        "verdict for {{ $value | humanizeDuration }} without a verified approval.",
+                    ),
+                ],
+            },
         ]
     }
 

@@ -14,7 +14,7 @@ from ballast.adapters import kube
 from ballast.adapters import pool as samples
 from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch, ObjectStore
 from ballast.api import layout
-from ballast.api.conditions import Reason
+from ballast.api.conditions import Reason, RunCondition
 from ballast.api.contracts import GateReport, RunPlan, StageError, TrainResult, canonical_json, digest_bytes
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
@@ -253,6 +253,8 @@ CONTINUE = {RunStep.FREEZE_SNAPSHOT, RunStep.PLAN, RunStep.RECORD_TRAINED}
 def reconcile(ctx: Context, key: Key) -> Outcome:
     body = ctx.body(key)
     if body is None:
+        if ctx.metrics is not None:
+            ctx.metrics.review_waiting(key.namespace, "", key.name, None)
         return DONE
     spec = FineTuneRunSpec.model_validate(body["spec"])
     status = FineTuneRunStatus.model_validate(body.get("status") or {})
@@ -271,7 +273,18 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
     post(ctx, updated, action.events)
     if action.status.phase in ("Succeeded", "Failed") and status.phase not in ("Succeeded", "Failed"):
         record_metrics(ctx, key, spec, action.status, body)
+    record_review_waiting(ctx, key, spec, action.status)
     return Outcome(requeue_after=0) if action.step in CONTINUE else DONE
+
+
+def record_review_waiting(ctx: Context, key: Key, spec: FineTuneRunSpec, status: FineTuneRunStatus) -> None:
+    """A Review verdict waits for a person from the moment it was reached until a verified approval."""
+    if ctx.metrics is None:
+        return
+    verified = any(c.type == RunCondition.APPROVED and c.status == "True" for c in status.conditions)
+    waiting = status.phase == "Succeeded" and status.verdict == "Review" and not verified
+    since = status.finished_at.timestamp() if waiting and status.finished_at is not None else None
+    ctx.metrics.review_waiting(key.namespace, spec.pool, key.name, since)
 
 
 def record_metrics(

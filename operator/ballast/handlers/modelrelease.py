@@ -5,7 +5,7 @@ or put the previous model back) and write status. A blocked release touches noth
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -14,7 +14,7 @@ from ballast.adapters.models import publish_model
 from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch
 from ballast.api.conditions import Reason
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
-from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus
+from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, ReleasePhase
 from ballast.handlers.common import POOLS, Context, find, now, pool_runs, post, write_status
 from ballast.handlers.runtime import DONE, Key, Outcome
 from ballast.policy.manifests import deployment_patch
@@ -84,6 +84,7 @@ ACT = {ReleaseStep.ROLL_OUT: roll_out, ReleaseStep.ROLL_BACK: roll_back}
 def reconcile(ctx: Context, key: Key) -> Outcome:
     body = ctx.body(key)
     if body is None:
+        forget_metrics(ctx, key)
         return DONE
     spec = ModelReleaseSpec.model_validate(body["spec"])
     try:
@@ -98,6 +99,7 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
         write_status(ctx, key, body, status.evolve(message=f"{error}; retrying every {retry:.0f} s"))
         return Outcome(requeue_after=retry)
     if action.step is ReleaseStep.NOTHING:
+        record_metrics(ctx, key, ModelReleaseStatus.model_validate(body.get("status") or {}))
         return DONE
     updated = write_status(ctx, key, body, action.status, acted=action.step in ACT)
     post(ctx, updated, action.events)
@@ -110,8 +112,18 @@ def reconcile(ctx: Context, key: Key) -> Outcome:
 
 def record_metrics(ctx: Context, key: Key, status: ModelReleaseStatus) -> None:
     metrics = ctx.metrics
-    if metrics is None or status.phase != "Released" or status.current_model is None:
+    if metrics is None:
+        return
+    for phase in get_args(ReleasePhase):
+        metrics.release_phase.labels(key.namespace, key.name, phase).set(1 if phase == status.phase else 0)
+    if status.phase != "Released" or status.current_model is None:
         return
     for record in status.history[1:]:
         metrics.release_model.labels(key.namespace, key.name, record.model.version).set(0)
     metrics.release_model.labels(key.namespace, key.name, status.current_model).set(1)
+
+
+def forget_metrics(ctx: Context, key: Key) -> None:
+    """A deleted release is in no phase: its Blocked or RolledBack alert resolves."""
+    if ctx.metrics is not None:
+        ctx.metrics.release_phase.remove_by_labels({"namespace": key.namespace, "release": key.name})
