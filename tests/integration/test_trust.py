@@ -19,8 +19,9 @@ from kubernetes.client.exceptions import ApiException
 
 from ballast.api import layout
 from ballast.api.contracts import GateReport, GateResult, RunPlan, TrainResult, canonical_json, digest_bytes
+from ballast.api.samples import parse_manifest
 from ballast_dev.cluster import plane
-from ballast_dev.testing.datasets import BASE_KEY, TEST_MANIFEST, write_pool_samples
+from ballast_dev.testing.datasets import BASE_KEY, TEST_MANIFEST, TRAIN_MANIFEST, write_pool_samples
 from ballast_dev.testing.kube import eventually, run_files
 from ballast_dev.testing.operator import OperatorProcess
 from ballast_dev.testing.trainer import put_plan, trainer_argv
@@ -334,6 +335,7 @@ def test_a_base_whose_pickle_runs_code_is_refused_by_the_trainer(cluster, pool_s
         "seconds": {},
     }
     pool_store.put(layout.beside(key, "lineage.json"), json.dumps(lineage).encode())
+    anchor = parse_manifest(pool_store.get(TRAIN_MANIFEST).decode())
     plan = RunPlan.model_validate(
         {
             "run": "evil-base",
@@ -346,7 +348,8 @@ def test_a_base_whose_pickle_runs_code_is_refused_by_the_trainer(cluster, pool_s
             "newVersion": "ft_v1.1",
             "seed": 1,
             "newSamples": [],
-            "oldSamples": [],
+            # A plan valid but for its base: the trainer refuses an unmixed one before it opens the base.
+            "oldSamples": [ref.to_wire() for ref in anchor[:1]],
             "testManifest": TEST_MANIFEST,
             "mixingRule": "x",
             "training": TRAINING,

@@ -136,3 +136,21 @@ def test_alerts_map_to_pools_by_label_and_skip_what_they_cannot() -> None:
     triage = pool_alerts(payload, frozenset({"ml"}), Caller(None))
     assert [(a.namespace, a.pool, a.alertname) for a in triage.matched] == [("ml", "invoices", "BallastLatencyHigh")]
     assert len(triage.refused) == 2 and len(triage.skipped) == 1
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"\x89PNG\r\n\x1a\n truncated", id="a truncated PNG"),
+        pytest.param(b"plain text, not an image", id="bytes no image format knows"),
+    ],
+)
+def test_an_undecodable_image_is_refused_even_in_a_process_that_imported_ultralytics(data: bytes) -> None:
+    # Ultralytics patches PIL.Image.open on import to pip-install a HEIF plugin for files Pillow
+    # cannot identify (`ballast serve` imports it): the intake must still refuse, not try to install.
+    import ultralytics.utils.patches  # noqa: F401
+
+    from ballast.adapters.pool import check_image
+
+    with pytest.raises(SampleError, match="not a decodable image"):
+        check_image(data, "feedback image")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +34,16 @@ MAX_IMAGE_PIXELS = 40_000_000
 IMAGE_FORMATS = {"PNG": "png", "JPEG": "jpg", "BMP": "bmp", "WEBP": "webp"}
 
 
+def pillow_open(data: bytes) -> Image.Image:
+    """Pillow's own `Image.open`. Importing Ultralytics (as `ballast serve` does) replaces it with a
+    wrapper that, on a file Pillow cannot identify, pip-installs a HEIF plugin at run time: offline
+    that is an ImportError instead of our refusal, and nothing may install at run time anyway."""
+    opener = Image.open
+    if opener.__module__ != Image.__name__:  # patched: use the original the patch kept
+        opener = getattr(sys.modules.get(opener.__module__), "_image_open", opener)
+    return opener(io.BytesIO(data))
+
+
 def check_image(data: bytes, source: str = "image") -> str:
     """Decode the whole image (once its header says it is not too large); return its file extension
     or raise SampleError saying why not."""
@@ -43,7 +54,7 @@ def check_image(data: bytes, source: str = "image") -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            with pillow_open(data) as image:  # reads the header only
                 kind = image.format
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
