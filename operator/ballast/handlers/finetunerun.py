@@ -44,7 +44,7 @@ from ballast.policy.finetunerun import (
     training_stage,
 )
 from ballast.policy.manifests import Stage, build_job, job_name
-from ballast.policy.plan import PlanRefused, build_plan, plan_summary, run_number, serving_model
+from ballast.policy.plan import PlanRefused, build_plan, ordinal_among_kind, plan_summary, serving_model
 
 
 def artifacts(body: dict[str, Any]) -> layout.RunArtifacts:
@@ -210,7 +210,7 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
             pool=pool,
             new=samples.read_snapshot(store, obs.spec.pool, obs.snapshot),
             anchor=parse_manifest(store.get(pool.anchor.train_manifest).decode(), pool.anchor.train_manifest),
-            number=run_number(runs, obs.spec, scope.key.name, created_at(scope.body)),
+            number=ordinal_among_kind(runs, obs.spec, scope.key.name, created_at(scope.body)),
             test_manifest_digest=digest_bytes(test_manifest),
             evaluations=pool_status.base_evaluations,
             serving=serving_model(pool_releases(scope.ctx, scope.key.namespace, obs.spec.pool)),

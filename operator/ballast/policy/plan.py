@@ -35,7 +35,7 @@ class PlanRefused(ValueError):
         self.reason = reason
 
 
-def run_number(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str, created: datetime) -> int:
+def ordinal_among_kind(runs: Sequence[RunSummary], spec: FineTuneRunSpec, name: str, created: datetime) -> int:
     """One more than this pool's earlier runs of the same kind from the same base: M in
     ft_v<N>.<M> for a fine-tune, the attempt in base_v<N+attempt> for a Rebase."""
     earlier = [
