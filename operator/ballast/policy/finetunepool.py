@@ -15,6 +15,7 @@ from ballast.api.conditions import PoolCondition, Reason
 from ballast.api.contracts import BaseEvaluation
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus, RejectedSample
 from ballast.api.finetunerun import RunKind, Trigger
+from ballast.policy.bases import consumed_samples, effective_base, rebase_hold
 from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import release_eligibility
 from ballast.policy.finetunerun import RunSummary
@@ -136,42 +137,6 @@ def decide_trigger(spec: FineTunePoolSpec, state: PoolState) -> TriggerDecision:
     )
 
 
-def rebase_hold(runs: tuple[RunSummary, ...], base: str, verified: int, min_new: int) -> tuple[Reason, str] | None:
-    """Why a due Rebase may not start now, or None: exactly one Rebase per crossing of the threshold.
-
-    The last finished Rebase from the current base decides: one in Review waits for its approval
-    (approved, it is adopted and the base moves on); one rejected or failed is tried again only after
-    `min_new` more samples. A person may always start one by hand."""
-    attempts = [r for r in runs if r.kind == "Rebase" and r.base_version == base and r.terminal]
-    if not attempts:
-        return None
-    last = attempts[-1]
-    if last.phase == "Succeeded" and last.verdict == "Review" and last.approved_by is None:
-        version = last.model.version if last.model else "its model"
-        return (
-            Reason.REBASE_AWAITING_APPROVAL,
-            f"Rebase {last.name} ({version}) ended in Review; approve it (`ballast runs approve {last.name}`) to "
-            "adopt it as the base: no other Rebase starts meanwhile",
-        )
-    if last.phase == "Failed" or last.verdict == "Reject":
-        arrived = verified - last.sample_count
-        if arrived < min_new:
-            outcome = "failed" if last.phase == "Failed" else "was rejected"
-            return (
-                Reason.REBASE_RETRY_WAITING,
-                f"Rebase {last.name} {outcome}; the next waits for {min_new} samples more than it had "
-                f"({arrived} so far), or a Rebase started by hand",
-            )
-    return None
-
-
-def consumed_samples(runs: tuple[RunSummary, ...], base_sample_count: int) -> int:
-    """Pool size already taken into account: the last fine-tune's snapshot, or the adopted base's
-    when newer. A Rebase that was not adopted consumed nothing: its samples still wait for a fine-tune."""
-    finetunes = [r.sample_count for r in runs if r.kind == "FineTune"]
-    return max(finetunes[-1] if finetunes else 0, base_sample_count)
-
-
 def run_name(pool: str, number: int) -> str:
     """Deterministic child name: a retry of the same decision finds the same run."""
     return f"{pool[:50]}-run-{number}"
@@ -254,14 +219,6 @@ class PoolAction:
     adopted: ModelRef | None = None  # ...and where it lands
     start: RunToStart | None = None  # START_RUN
     wake_at: datetime | None = None  # the next moment the decision may change by time alone
-
-
-def effective_base(spec: FineTunePoolSpec, status: FineTunePoolStatus) -> BaseModelRef:
-    """The newer of the spec's base and a base this pool adopted from a Rebase run."""
-    adopted = status.current_base_model
-    if adopted and parse_version(adopted.version).base > parse_version(spec.base_model.version).base:
-        return BaseModelRef.model_validate(adopted.to_wire())
-    return spec.base_model
 
 
 def adoptable_rebase(obs: PoolObservation) -> RunSummary | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.finetunerun import FineTuneRunSpec, FineTuneRunStatus
-from ballast.policy.finetunepool import effective_base
+from ballast.policy.bases import effective_base
 from ballast.policy.manifests import build_run
 
 LABEL_RETRY_OF = "ballast.dev/retry-of"
