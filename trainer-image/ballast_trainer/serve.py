@@ -7,6 +7,7 @@
     GET  /metrics          Prometheus metrics (ballast.adapters.metrics.ServingMetrics)
 
 The model comes from BALLAST_MODEL_URI and must match BALLAST_MODEL_DIGEST (refused otherwise).
+Its alert baselines are learned here, from its first documents (ballast_trainer.servingbaseline).
 Feedback never enters a pool directly: it lands in `inbox/<pool>/` for a person to review and label,
 with what the serving model found on the image (`predictions.json`), so `ballast inbox export`
 can hand the reviewer those boxes to correct instead of drawing every one.
@@ -20,6 +21,7 @@ import os
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +36,8 @@ from ballast.adapters.objectstore import ObjectStore, parse_uri
 from ballast.adapters.pool import check_image
 from ballast.api import inbox, layout
 from ballast.api.samples import SampleError
+from ballast_trainer import servingbaseline
+from ballast_trainer.servingbaseline import Baseline, BaselineLearner
 
 MAX_BODY = 20 * 1024 * 1024
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -78,11 +82,30 @@ class ServingState:
         self.predictor = predictor
         self.store = store
         self.metrics = metrics
+        self.learner: BaselineLearner | None = None
+        self.on_learned: Callable[[Baseline], None] | None = None
+        self.learner_lock = threading.Lock()
         # Every class starts at zero, so a class the model never finds still has a series to alert on.
         metrics.documents.labels(pool, version)
         metrics.feedback.labels(pool, version)
         for name in predictor.names.values() if predictor else ():
             metrics.class_documents.labels(pool, version, name)
+
+    def learn_baseline(self, learner: BaselineLearner, on_learned: Callable[[Baseline], None]) -> None:
+        """Learn the alert baseline from the next `learner.target` documents, then call `on_learned`."""
+        self.learner, self.on_learned = learner, on_learned
+        self.metrics.baseline_documents.labels(self.pool, self.version).set(0)
+
+    def _observe_for_baseline(self, seconds: float, detections: list[Detection]) -> None:
+        if self.learner is None:
+            return
+        with self.learner_lock:
+            learned = self.learner.observe(seconds, [d.confidence for d in detections], {d.name for d in detections})
+            self.metrics.baseline_documents.labels(self.pool, self.version).set(self.learner.documents)
+        if learned is not None:
+            publish_baseline(self.metrics, self.pool, self.version, learned)
+            if self.on_learned is not None:
+                self.on_learned(learned)
 
     def predict(self, data: bytes) -> dict[str, Any]:
         import io
@@ -102,6 +125,7 @@ class ServingState:
         if detections:
             self.metrics.confidence_sum.labels(*labels).inc(sum(d.confidence for d in detections))
             self.metrics.confidence_count.labels(*labels).inc(len(detections))
+        self._observe_for_baseline(seconds, detections)
         return {
             "model": self.version,
             "seconds": round(seconds, 6),
@@ -220,22 +244,57 @@ def make_handler(state: ServingState, feedback_token: str | None = None) -> type
 
 
 def load_model(store: ObjectStore, uri: str, digest: str, workdir: Path) -> tuple[Path, dict[str, Any]]:
-    """Download and verify the weights (DigestMismatch if tampered); read the gate-time baseline."""
+    """Download and verify the weights (DigestMismatch if tampered); read the gate's figures, if any."""
     relative = store.relative(uri)
     weights = workdir / "model.pt"
     weights.write_bytes(store.get(relative, digest))
-    baseline_key = relative.rsplit("/", 1)[0] + "/baseline.json"
-    baseline = json.loads(store.get(baseline_key)) if store.exists(baseline_key) else {}
-    return weights, baseline
+    baseline_key = layout.beside(relative, "baseline.json")
+    gate_figures = json.loads(store.get(baseline_key)) if store.exists(baseline_key) else {}
+    return weights, gate_figures
 
 
-def publish_baseline(metrics: ServingMetrics, pool: str, version: str, baseline: dict[str, Any]) -> None:
-    if "confidence" in baseline:
-        metrics.baseline_confidence.labels(pool, version).set(baseline["confidence"])
-    if "latencySeconds" in baseline:
-        metrics.baseline_latency.labels(pool, version).set(baseline["latencySeconds"])
-    for name, rate in baseline.get("classDetectionRate", {}).items():
+def publish_class_rates(metrics: ServingMetrics, pool: str, version: str, rates: dict[str, float]) -> None:
+    for name, rate in rates.items():
         metrics.baseline_class_rate.labels(pool, version, name).set(rate)
+
+
+def publish_baseline(metrics: ServingMetrics, pool: str, version: str, baseline: Baseline) -> None:
+    metrics.baseline_confidence.labels(pool, version).set(baseline.confidence)
+    metrics.baseline_latency.labels(pool, version).set(baseline.latency_seconds)
+    metrics.baseline_documents.labels(pool, version).set(baseline.documents)
+    publish_class_rates(metrics, pool, version, baseline.class_detection_rate)
+
+
+def prepare_baseline(
+    state: ServingState, store: ObjectStore, uri: str, digest: str, gate_figures: dict[str, Any], documents: int
+) -> str:
+    """Publish the stored serving baseline of this model, or start learning one. Says which, for the log."""
+    key = layout.beside(store.relative(uri), servingbaseline.FILE)
+    stored = servingbaseline.stored_baseline(store.get(key) if store.exists(key) else None, digest)
+    if stored is not None:
+        publish_baseline(state.metrics, state.pool, state.version, stored)
+        return f"baseline from {key} ({stored.documents} documents)"
+    rates = servingbaseline.gate_class_rates(gate_figures)
+    if rates is not None:  # known now: the per-field alert need not wait for the rest
+        publish_class_rates(state.metrics, state.pool, state.version, rates)
+    assert state.predictor is not None
+    learner = BaselineLearner(documents, sorted(state.predictor.names.values()), rates)
+
+    def persist(learned: Baseline) -> None:
+        try:
+            store.put(key, learned.to_json(digest), "application/json")
+            print(f"serving baseline learned from {learned.documents} documents, kept in {key}", flush=True)
+        except Exception as error:
+            print(f"serving baseline learned; could not keep it in {key}: {error}", flush=True)
+
+    state.learn_baseline(learner, persist)
+    return f"learning the baseline from the first {documents} documents"
+
+
+def blank_page(size: int) -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (size, size), "white")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,7 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("BALLAST_SERVE_PORT", "8000")))
     parser.add_argument("--imgsz", type=int, default=int(os.environ.get("BALLAST_IMGSZ", "640")))
     parser.add_argument("--confidence", type=float, default=float(os.environ.get("BALLAST_CONFIDENCE", "0.25")))
+    parser.add_argument(
+        "--baseline-documents",
+        type=int,
+        default=int(os.environ.get("BALLAST_BASELINE_DOCUMENTS", "100")),
+        help="documents a new model's alert baseline is learned from (default 100)",
+    )
     args = parser.parse_args(argv)
+    if args.baseline_documents < 1:
+        parser.error(f"--baseline-documents: must be at least 1, not {args.baseline_documents}")
     from ballast_trainer import offline  # set up before ultralytics is imported
 
     workdir = Path(tempfile.mkdtemp(prefix="ballast-serve-"))
@@ -258,9 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     bucket, _ = parse_uri(uri)
     store = ObjectStore.from_env(bucket)
     metrics = ServingMetrics()
-    weights, baseline = load_model(store, uri, digest, workdir)
-    publish_baseline(metrics, pool, version, baseline)
-    state = ServingState(pool, version, Predictor(weights, args.imgsz, args.confidence), store, metrics)
+    weights, gate_figures = load_model(store, uri, digest, workdir)
+    predictor = Predictor(weights, args.imgsz, args.confidence)
+    predictor(blank_page(args.imgsz))  # warm-up: the first forward pass is slow, and is nobody's latency
+    state = ServingState(pool, version, predictor, store, metrics)
+    print(prepare_baseline(state, store, uri, digest, gate_figures, args.baseline_documents), flush=True)
     feedback_token = os.environ.get("BALLAST_FEEDBACK_TOKEN") or None
     server = BoundedHTTPServer((args.host, args.port), make_handler(state, feedback_token))
     print(f"serving {version} ({digest[:19]}...) on http://{args.host}:{args.port}", flush=True)

@@ -27,12 +27,14 @@ Serving (`ballast-trainer serve`, /metrics):
 |---|---|---|---|
 | ballast_serve_documents_total | counter | pool, model_version | documents predicted |
 | ballast_serve_class_documents_total | counter | pool, model_version, class | documents with >= 1 box of the class |
-| ballast_serve_confidence_sum / _count | counter | pool, model_version | sum and count of box confidences (average = ratio) |
+| ballast_serve_confidence_sum_total | counter | pool, model_version | sum of box confidences (average = sum / count) |
+| ballast_serve_confidence_count_total | counter | pool, model_version | number of boxes |
 | ballast_serve_inference_seconds | histogram | pool, model_version | model time per document |
 | ballast_serve_feedback_total | counter | pool, model_version | documents users reported as failed |
-| ballast_model_baseline_confidence | gauge | pool, model_version | average confidence measured at gate time |
-| ballast_model_baseline_latency_seconds | gauge | pool, model_version | mean inference time measured at gate time |
-| ballast_model_baseline_class_detection_rate | gauge | pool, model_version, class | per-class rate on the held-out test set, at gate time |
+| ballast_model_baseline_confidence | gauge | pool, model_version | mean box confidence on the model's first documents served |
+| ballast_model_baseline_latency_seconds | gauge | pool, model_version | mean inference time on the model's first documents served |
+| ballast_model_baseline_class_detection_rate | gauge | pool, model_version, class | per-class rate on the held-out test set (the gate's); for a model no gate measured, on its first documents served |
+| ballast_serve_baseline_documents | gauge | pool, model_version | documents the baseline is learned from so far (the baseline appears when it reaches --baseline-documents) |
 
 The serving series get `namespace` from the scrape (Kubernetes discovery labels a target with its
 pod's namespace); the alert rules keep it, and the operator's webhook finds the pool by it.
@@ -142,14 +144,23 @@ class ServingMetrics:
         )
         self.feedback = Counter("ballast_serve_feedback", "Documents users reported as failed", labels, registry=r)
         self.baseline_confidence = Gauge(
-            "ballast_model_baseline_confidence", "Average confidence at gate time", labels, registry=r
+            "ballast_model_baseline_confidence", "Mean box confidence on the first documents served", labels, registry=r
         )
         self.baseline_latency = Gauge(
-            "ballast_model_baseline_latency_seconds", "Mean inference time at gate time", labels, registry=r
+            "ballast_model_baseline_latency_seconds",
+            "Mean inference time on the first documents served",
+            labels,
+            registry=r,
         )
         self.baseline_class_rate = Gauge(
             "ballast_model_baseline_class_detection_rate",
-            "Per-class document detection rate at gate time",
+            "Per-class document detection rate on the held-out test set (else on the first documents served)",
             [*labels, "class"],
+            registry=r,
+        )
+        self.baseline_documents = Gauge(
+            "ballast_serve_baseline_documents",
+            "Documents the serving baseline is learned from so far",
+            labels,
             registry=r,
         )

@@ -17,8 +17,13 @@ How each seed rule is read (per namespace, pool and model version; `window` is 1
   held-out test set, measured by the gate for the model that serves
   (`ballast_model_baseline_class_detection_rate`, exposed by `ballast serve` from the model's
   baseline.json): an optional field found on 30% of test documents alerts below 27%. A field the
-  test set never shows (baseline 0) never alerts. A model without a baseline alerts on nothing
-  but user failures.
+  test set never shows (baseline 0) never alerts. A model no gate measured (the pool's first base)
+  gets its own rates on its first documents served instead.
+- **Baselines where the model serves.** Confidence and latency baselines are learned by `ballast
+  serve` from the model's first documents (`--baseline-documents`, default 100) on the serving
+  hardware, and kept beside the model (serving-baseline.json) so a restarted pod does not learn a
+  drift as normal. Until then `ballast_serve_baseline_documents` counts up and those two alerts
+  stay quiet. The gate's figures stay in its report as evidence.
 - **Failures within Prometheus' default 15-day retention.** Four weekly windows need 28 days of
   data, which a default Prometheus never keeps. The rule compares the weekly rate measured over
   days 0-5, 5-10 and 10-15 back: the newest is above the middle and the middle above the oldest.
