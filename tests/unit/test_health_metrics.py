@@ -106,6 +106,23 @@ def test_a_deleted_release_reports_no_phase() -> None:
     assert phases(ctx.metrics) == {}
 
 
+def test_a_release_counts_its_rollbacks_from_zero_and_a_deleted_one_has_no_series() -> None:
+    ctx = context()
+    modelrelease.record_metrics(ctx, RELEASE, ModelReleaseStatus(phase="Released"))
+    labels = {"namespace": "ml", "release": RELEASE.name}
+    assert ctx.metrics.registry.get_sample_value("ballast_release_rollbacks_total", labels) == 0
+    modelrelease.forget_metrics(ctx, RELEASE)
+    assert ctx.metrics.registry.get_sample_value("ballast_release_rollbacks_total", labels) is None
+
+
+def test_error_and_store_request_counters_exist_at_zero_for_every_kind_from_the_start() -> None:
+    metrics = OperatorMetrics()
+    metrics.start_at_zero(["FineTunePool", "FineTuneRun", "ModelRelease"])
+    for name in ("ballast_reconcile_errors_total", "ballast_object_store_requests_total"):
+        for kind in ("FineTunePool", "FineTuneRun", "ModelRelease"):
+            assert metrics.registry.get_sample_value(name, {"kind": kind}) == 0
+
+
 def github_anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
     headings = re.findall(r"^#{1,6} (.+)$", markdown, flags=re.MULTILINE)

@@ -105,3 +105,30 @@ def test_requests_are_counted_per_thread():
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+def test_a_reconciles_store_requests_are_counted_under_its_kind():
+    from types import SimpleNamespace
+
+    from ballast.adapters.metrics import OperatorMetrics
+    from ballast.handlers.common import RELEASES
+    from ballast.handlers.runtime import Key
+    from ballast.handlers.startup import counting_store_requests
+
+    port = free_port()
+    server = HTTPServer(("127.0.0.1", port), AnswersEveryHead)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        store = store_at(port, 0, [])
+        store.exists("warm-up")
+        context = SimpleNamespace(metrics=OperatorMetrics())
+        reconcile = counting_store_requests(context, lambda _ctx, _key: [store.exists("a"), store.exists("b")])  # type: ignore[arg-type]
+        reconcile(Key(RELEASES, "ml", "detector"))
+        assert (
+            context.metrics.registry.get_sample_value("ballast_object_store_requests_total", {"kind": "ModelRelease"})
+            == 2
+        )
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -116,6 +116,13 @@ class OperatorMetrics:
             "ballast_alerts_received", "Alertmanager webhook alerts by outcome", ["alertname", "outcome"], registry=r
         )
 
+    def start_at_zero(self, kinds: list[str]) -> None:
+        """Counters by kind exist from the start at 0, so a first error is an increase (rate() and
+        increase() need a series before the event) and dashboards show 0, not "no data"."""
+        for kind in kinds:
+            self.reconcile_errors.labels(kind)
+            self.store_requests.labels(kind)
+
     def review_waiting(self, namespace: str, pool: str, run: str, since: float | None) -> None:
         """Record that `run` waits for approval since `since` (Unix time), or no longer waits (None)."""
         if since is not None:

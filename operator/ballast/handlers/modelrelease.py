@@ -116,6 +116,7 @@ def record_metrics(ctx: Context, key: Key, status: ModelReleaseStatus) -> None:
         return
     for phase in get_args(ReleasePhase):
         metrics.release_phase.labels(key.namespace, key.name, phase).set(1 if phase == status.phase else 0)
+    metrics.release_rollbacks.labels(key.namespace, key.name)  # at 0 until the first: increase() sees that one
     if status.phase != "Released" or status.current_model is None:
         return
     for record in status.history[1:]:
@@ -127,3 +128,5 @@ def forget_metrics(ctx: Context, key: Key) -> None:
     """A deleted release is in no phase: its Blocked or RolledBack alert resolves."""
     if ctx.metrics is not None:
         ctx.metrics.release_phase.remove_by_labels({"namespace": key.namespace, "release": key.name})
+        ctx.metrics.release_model.remove_by_labels({"namespace": key.namespace, "release": key.name})
+        ctx.metrics.release_rollbacks.remove_by_labels({"namespace": key.namespace, "release": key.name})

@@ -10,6 +10,7 @@ import kopf
 from ballast.adapters.http import serve, webhook_tokens
 from ballast.adapters.kube import Conflict, connect, list_objects
 from ballast.adapters.metrics import OperatorMetrics
+from ballast.adapters.objectstore import requests_made
 from ballast.handlers import finetunepool, finetunerun, modelrelease
 from ballast.handlers.common import KINDS, POOLS, RELEASES, RUNS, Context, Settings
 from ballast.handlers.runtime import Backoff, Controller, Key
@@ -38,8 +39,22 @@ def build_context(settings: Settings, metrics: OperatorMetrics | None) -> Contex
     )
     context = Context(clients, controller, metrics, settings)
     for kind, reconcile in RECONCILERS.items():
-        controller.reconcilers[kind] = lambda key, reconcile=reconcile: reconcile(context, key)  # type: ignore[misc]
+        controller.reconcilers[kind] = counting_store_requests(context, reconcile)
     return context
+
+
+def counting_store_requests(context: Context, reconcile: Any) -> Any:
+    """The reconcile, with the object-store requests it made (on its own thread) counted by kind."""
+
+    def counted(key: Key) -> Any:
+        before = requests_made()
+        try:
+            return reconcile(context, key)
+        finally:
+            if context.metrics is not None and (made := requests_made() - before):
+                context.metrics.store_requests.labels(KINDS[key.kind]).inc(made)
+
+    return counted
 
 
 def prime(context: Context, namespaces: list[str] | None) -> None:
@@ -66,6 +81,7 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         settings.watching.label_selectors[resource] = selector
     operator_settings: Settings = memo.get("settings") or Settings()
     metrics = OperatorMetrics()
+    metrics.start_at_zero(list(KINDS.values()))
     context = build_context(operator_settings, metrics)
     memo["context"] = context
     memo["controller"] = context.controller
