@@ -216,6 +216,63 @@ def test_per_namespace_webhook_tokens_are_mounted_from_their_secret_never_render
     assert "BALLAST_WEBHOOK_TOKEN_DIR" not in {e["name"] for e in default["containers"][0]["env"]}
 
 
+SERVE_KINDS = {"Deployment", "Service", "NetworkPolicy"}
+
+
+def serve_objects(documents: list[dict]) -> list[dict]:
+    """What the chart renders for `ballast serve`: its Deployment, Service and NetworkPolicy."""
+    return [d for d in documents if d["kind"] in SERVE_KINDS and d["metadata"]["name"] == "ballast-serve"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "namespace"),
+    [
+        ((), "ops"),
+        (("watchNamespaces={ml,team-b}",), "ml"),
+        (("watchNamespaces={ml,team-b}", "serve.namespace=team-b"), "team-b"),
+        (("watchNamespaces={ml,ops}", "serve.namespace=ops"), "ops"),
+    ],
+    ids=[
+        "one namespace: serve runs in the release's",
+        "other namespaces watched: serve runs in the first",
+        "serve.namespace picks another watched one",
+        "serve.namespace may be the release's when it is watched",
+    ],
+)
+def test_serve_runs_where_a_model_release_can_move_it(sets: tuple[str, ...], namespace: str):
+    documents = render("serve.enabled=true", "serve.podMonitor.enabled=true", *sets)
+    objects = serve_objects(documents)
+    assert {d["kind"] for d in objects} == SERVE_KINDS
+    assert {d["metadata"]["namespace"] for d in objects} == {namespace}
+    # The operator may patch Deployments there (its Role), and the PodMonitor scrapes there.
+    roles = {d["metadata"]["namespace"] for d in documents if d["kind"] == "Role"}
+    assert namespace in roles
+    monitor = next(d for d in documents if d["kind"] == "PodMonitor")
+    assert namespace in monitor["spec"]["namespaceSelector"]["matchNames"]
+
+
+@pytest.mark.parametrize(
+    "sets",
+    [
+        ("watchNamespaces={ml}", "serve.namespace=other"),
+        ("watchNamespaces={ml}", "serve.namespace=ops"),
+        ("serve.namespace=ml",),
+    ],
+    ids=[
+        "an unwatched namespace",
+        "the release's namespace, not watched",
+        "another namespace, only the release's watched",
+    ],
+)
+def test_serve_in_a_namespace_the_operator_does_not_watch_is_refused_naming_both_values(sets: tuple[str, ...]):
+    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--kube-version", KUBE_VERSION]
+    for value in ("serve.enabled=true", *sets):
+        args += ["--set", value]
+    completed = helm(*args, check=False)
+    assert completed.returncode != 0
+    assert "serve.namespace" in completed.stderr and "watchNamespaces" in completed.stderr, completed.stderr
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [
@@ -225,6 +282,7 @@ def test_per_namespace_webhook_tokens_are_mounted_from_their_secret_never_render
         ("podSecurityContext.runAsNonRoot=false", "/podSecurityContext/runAsNonRoot"),
         ("prometheusRule.reviewWaitingSeconds=10", "/prometheusRule/reviewWaitingSeconds"),
         ("monitoring.labels.bad key=x", "invalid propertyName 'bad key'"),
+        ("serve.namespace=Bad_NS", "/serve/namespace"),
     ],
 )
 def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, field: str):

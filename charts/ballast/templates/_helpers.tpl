@@ -52,3 +52,16 @@ app.kubernetes.io/component: operator
     - {protocol: TCP, port: {{ . }}}
     {{- end }}
 {{- end }}
+
+{{/* Where `ballast serve` runs: serve.namespace, or the first watched namespace, or the release's own.
+It must be one the operator reconciles: only a ModelRelease in its own namespace can move it, and the
+operator's Role (its `patch` on Deployments) exists only there. */}}
+{{- define "ballast.serveNamespace" -}}
+{{- $ns := .Values.serve.namespace | default (first .Values.watchNamespaces) | default .Release.Namespace -}}
+{{- $watched := splitList "," (include "ballast.namespaces" .) -}}
+{{- if not (has $ns $watched) -}}
+{{- $which := ternary "watchNamespaces" "the release's namespace, as watchNamespaces is empty" (not (empty .Values.watchNamespaces)) -}}
+{{- fail (printf "serve.namespace %q is not a namespace the operator watches (%s: %s): no ModelRelease could move the serve Deployment there; set serve.namespace to a watched namespace, or add it to watchNamespaces" $ns $which (join ", " $watched)) -}}
+{{- end -}}
+{{- $ns -}}
+{{- end -}}
