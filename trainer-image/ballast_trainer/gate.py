@@ -238,7 +238,8 @@ def gate(context: Context) -> None:
 
 
 def write_serving_baseline(context: Context, candidate: Path, model_uri: str, device: str) -> None:
-    """The serving baseline travels with the model: `ballast-trainer serve` publishes it for the alert rules."""
+    """The gate's figures travel with the model: `ballast-trainer serve` publishes the per-field test-set
+    rates for the per-field alert; latency and confidence here are evidence (serve learns its own)."""
     plan, store = context.plan, context.store
     test_images = sorted((context.workdir / "testset" / "images" / "test").iterdir())
     confidence = plan.gates.new_samples.confidence

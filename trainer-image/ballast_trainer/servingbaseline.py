@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-FILE = "serving-baseline.json"
+from ballast.api import layout
+
+FILE = layout.SERVING_BASELINE
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ dev tools all build keys here; no other module spells one.
                                                    re-created run from meeting an older one's files
     models/<pool>/<version>/model.pt               released and adopted models, kept for rollback,
     models/<pool>/<version>/lineage.json             with their lineage
-    models/<pool>/<version>/baseline.json            and serving baseline
+    models/<pool>/<version>/baseline.json            and the gate's figures (per-field test-set rates),
+    <model dir>/serving-baseline.json                the alert baseline `ballast serve` learned for it
     cache/gate1/<base hex>/<test hex>-<imgsz>.json  a base's Gate 1 figures on a test set
 """
 
@@ -194,6 +195,7 @@ class RunArtifacts:
 MODEL_FILE = "model.pt"
 # Files that travel with a model's weights, beside them under the same folder.
 SIDECARS = ("lineage.json", "baseline.json")
+SERVING_BASELINE = "serving-baseline.json"  # beside whatever model serve was given, base or released
 
 
 def model_dir(pool: str, version: str) -> str:
