@@ -99,3 +99,45 @@ def test_the_cli_exit_codes_against_a_real_apiserver(kube, namespace, store_secr
 
     assert ballast(cluster.kubeconfig, "status", "-o", "xml").returncode == USAGE
     assert ballast(cluster.kubeconfig, "no-such-command").returncode == USAGE
+
+
+def test_rolling_back_a_release_that_argo_cd_applies_is_refused_with_the_git_change_to_make(kube, namespace, cluster):
+    # A ModelRelease as Argo CD applies it (annotation tracking): its spec.model lives in Git.
+    tracking = f"invoices:ballast.dev/ModelRelease:{namespace}/detector"
+    create(
+        kube,
+        namespace,
+        "modelreleases",
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ModelRelease",
+            "metadata": {"name": "detector", "annotations": {"argocd.argoproj.io/tracking-id": tracking}},
+            "spec": {"pool": "invoices", "deployment": {"name": "detector"}, "model": "ft_v1.2"},
+        },
+    )
+
+    def record(version: str) -> dict:
+        uri = f"s3://b/models/invoices/{version}/model.pt"
+        model = {"version": version, "uri": uri, "digest": "sha256:" + "a" * 64}
+        return {"model": model, "releasedAt": "2026-11-27T03:00:00Z"}
+
+    custom(kube).patch_namespaced_custom_object_status(
+        GROUP,
+        VERSION,
+        namespace,
+        "modelreleases",
+        "detector",
+        {"status": {"phase": "Released", "currentModel": "ft_v1.2", "history": [record("ft_v1.2"), record("ft_v1.1")]}},
+    )
+
+    refused = ballast(cluster.kubeconfig, "release", "rollback", "detector", "-n", namespace)
+    assert refused.returncode == REFUSED, refused.stderr
+    assert "applied by Argo CD (Application invoices" in one_error_line(refused)
+    assert f"ModelRelease {namespace}/detector" in refused.stdout and "model: ft_v1.1" in refused.stdout
+    spec = custom(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, "modelreleases", "detector")["spec"]
+    assert spec["model"] == "ft_v1.2"  # untouched: Git's self-heal would only have put it back
+
+    forced = ballast(cluster.kubeconfig, "release", "rollback", "detector", "-n", namespace, "--despite-git")
+    assert forced.returncode == 0, forced.stderr
+    spec = custom(kube).get_namespaced_custom_object(GROUP, VERSION, namespace, "modelreleases", "detector")["spec"]
+    assert spec["model"] == "ft_v1.1"

@@ -84,6 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     rollback = release.add_parser("rollback", help="go back to the previous (or a named) released model")
     rollback.add_argument("release")
     rollback.add_argument("--to", default=None, help="version to go back to (default: the previous one)")
+    rollback.add_argument(
+        "--despite-git",
+        action="store_true",
+        help="patch a release that Argo CD or Flux applies (it lasts until Git's next sync)",
+    )
     rollback.set_defaults(handler=_release_rollback)
 
     status = commands.add_parser("status", help="pools, runs and releases at a glance")
@@ -338,6 +343,7 @@ def _runs_retry(args: argparse.Namespace) -> int:
 
 def _release_rollback(args: argparse.Namespace) -> int:
     from ballast.adapters.kube import get_custom, patch_custom
+    from ballast.policy.gitops import git_change, git_owner
 
     kube = _kube()
     namespace = _namespace(args)
@@ -349,6 +355,14 @@ def _release_rollback(args: argparse.Namespace) -> int:
     target = args.to or next((v for v in history if v != current), None)
     if target is None:
         raise NotFound(f"{args.release} has no earlier release to roll back to")
+    owner = git_owner(release["metadata"])
+    if owner is not None and not args.despite_git:
+        # Patching what Git owns lasts until the next self-heal, which rolls forward again.
+        print(git_change("ModelRelease", namespace, args.release, "spec.model", current, target), end="")
+        raise Refused(
+            f"ModelRelease {args.release} is applied by {owner.tool} ({owner.source}): roll back in Git, "
+            "with the change above (--despite-git patches it anyway, until Git puts it back)"
+        )
     if target not in history:
         print(f"note: {target} was never released by {args.release}; it must still pass its gates", file=sys.stderr)
     patch_custom(kube, namespace, "modelreleases", args.release, {"spec": {"model": target}})
