@@ -48,6 +48,13 @@ def render(*sets: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
 
 
+def test_the_built_helm_knows_its_version_and_a_kubernetes_the_chart_supports():
+    # Unstamped, helm said "v3.22" and assumed Kubernetes v1.20: the chart's kubeVersion (>=1.30) failed.
+    assert helm("version", "--template", "{{ .Version }}").stdout == build.HELM_VERSION
+    helm("template", "ballast", str(CHART))
+    helm("lint", str(CHART))
+
+
 def test_helm_lint_passes_for_default_and_non_default_values():
     helm("lint", str(CHART), "--kube-version", KUBE_VERSION)
     helm(
