@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -290,12 +291,124 @@ def test_serve_in_a_namespace_the_operator_does_not_watch_is_refused_naming_both
         ("prometheusRule.reviewWaitingSeconds=10", "/prometheusRule/reviewWaitingSeconds"),
         ("monitoring.labels.bad key=x", "invalid propertyName 'bad key'"),
         ("serve.namespace=Bad_NS", "/serve/namespace"),
+        ("logLevel=warn", "/logLevel"),
+        ("logFormat=xml", "/logFormat"),
+        ("listenAddress=example.com", "/listenAddress"),
+        ("fullnameOverride=Bad_Name", "/fullnameOverride"),
+        ("priorityClassName=Bad_Name", "/priorityClassName"),
+        ("crds.keep=yes", "/crds/keep"),
+        ("extraEnv[0].value=x", "/extraEnv/0"),
     ],
 )
 def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, field: str):
     completed = helm("template", "ballast", str(CHART), "--kube-version", KUBE_VERSION, "--set", value, check=False)
     assert completed.returncode != 0
     assert field in completed.stderr
+
+
+def test_the_chart_renders_as_a_subchart_of_a_parent_with_global_values(tmp_path: Path):
+    parent = tmp_path / "platform"
+    shutil.copytree(CHART, parent / "charts" / "ballast")
+    dependency = {"name": "ballast", "version": "0.1.0", "condition": "ballast.enabled"}
+    chart = {"apiVersion": "v2", "name": "platform", "version": "1.0.0", "dependencies": [dependency]}
+    (parent / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    values = {
+        "global": {"imageRegistry": "registry.example.com", "imagePullSecrets": ["regcred"]},
+        "ballast": {"enabled": True, "watchNamespaces": ["ml"]},
+    }
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    completed = helm("template", "platform", str(parent), "--namespace", "ops")
+    documents = [d for d in yaml.safe_load_all(completed.stdout) if d]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    assert "--namespace=ml" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+PLATFORM = (
+    "imagePullSecrets[0].name=regcred",
+    "priorityClassName=platform-critical",
+    "podLabels.team=ml",
+    "podLabels.app\\.kubernetes\\.io/component=not-the-selector",
+    "podAnnotations.vault\\.hashicorp\\.com/role=ballast",
+    "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/ballast",
+    "fullnameOverride=ml-ballast",
+    "extraEnv[0].name=HTTPS_PROXY",
+    "extraEnv[0].value=http://proxy.corp:3128",
+    "extraVolumes[0].name=corp-ca",
+    "extraVolumes[0].configMap.name=corp-ca",
+    "extraVolumeMounts[0].name=corp-ca",
+    "extraVolumeMounts[0].mountPath=/etc/ssl/corp",
+    "serve.enabled=true",
+)
+
+
+def test_platform_knobs_reach_the_operator_pod_its_service_account_and_serve():
+    documents = render(*PLATFORM)
+    operator = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ml-ballast")
+    pod = operator["spec"]["template"]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["spec"]["priorityClassName"] == "platform-critical"
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    # The selector's labels win: a pod label can never detach the pods from their Deployment.
+    assert operator["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["annotations"]["vault.hashicorp.com/role"] == "ballast"
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = pod["spec"]["containers"][0]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"} in container["env"]
+    assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp"} in container["volumeMounts"]
+    assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in pod["spec"]["volumes"]
+    # fullnameOverride names the operator's objects, and they still refer to each other.
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["name"] == pod["spec"]["serviceAccountName"] == "ml-ballast"
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/ballast"
+    }
+    names = {d["metadata"]["name"] for d in documents if d["kind"] in {"Service", "Role", "RoleBinding"}}
+    assert names == {"ml-ballast", "ballast-serve"}
+    binding = next(d for d in documents if d["kind"] == "RoleBinding")
+    assert binding["subjects"][0]["name"] == "ml-ballast" and binding["roleRef"]["name"] == "ml-ballast"
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    serve_pod = serve["spec"]["template"]
+    assert serve_pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert serve_pod["spec"]["priorityClassName"] == "platform-critical"
+    assert serve_pod["metadata"]["labels"]["team"] == "ml"
+    assert serve["spec"]["selector"]["matchLabels"].items() <= serve_pod["metadata"]["labels"].items()
+    # The operator's own environment and volumes are not serve's.
+    assert "HTTPS_PROXY" not in {e["name"] for e in serve_pod["spec"]["containers"][0]["env"]}
+
+
+def operator_args(documents: list[dict]) -> list[str]:
+    deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-operator")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ((), ["--log-level=info", "--log-format=text"]),
+        (("logLevel=warning",), ["--log-level=warning"]),
+        (("logLevel=error", "logFormat=json"), ["--log-level=error", "--log-format=json"]),
+    ],
+    ids=["the defaults", "warning is passed on, not ignored", "error, one JSON object a line"],
+)
+def test_the_log_level_and_format_reach_the_operator(sets: tuple[str, ...], expected: list[str]):
+    args = operator_args(render(*sets))
+    assert set(expected) <= set(args)
+
+
+def test_servers_listen_on_every_interface_so_port_forward_works_unless_told_the_pod_ip():
+    documents = render("serve.enabled=true")
+    args = operator_args(documents)
+    assert "--http-host=0.0.0.0" in args and "--liveness=http://0.0.0.0:8081/healthz" in args
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    command = serve["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    # Host-network clusters (the local one) share ports: there each pod listens on its own address.
+    documents = render("serve.enabled=true", "listenAddress=$(POD_IP)")
+    args = operator_args(documents)
+    assert "--http-host=$(POD_IP)" in args and "--liveness=http://$(POD_IP):8081/healthz" in args
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    command = serve["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--host") + 1] == "$(POD_IP)"
 
 
 def test_the_plain_yaml_render_is_current():
@@ -364,6 +477,9 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
             # The suite's cluster already runs this very policy (tests/conftest.py applies the file).
             "--set",
             "admissionPolicy.enabled=false",
+            # The local cluster's pods are host processes sharing ports: each listens on its own address.
+            "--set",
+            "listenAddress=$(POD_IP)",
             "--wait",
             "--timeout",
             "120s",
@@ -428,7 +544,7 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
             kubeconfig=cluster.kubeconfig,
         )
         deployment = apps.read_namespaced_deployment("ballast-operator", namespace)
-        assert "--verbose" in deployment.spec.template.spec.containers[0].args
+        assert "--log-level=debug" in deployment.spec.template.spec.containers[0].args
 
         # Uninstall leaves only the CRDs (and the user's own objects and data).
         helm("uninstall", "ballast", "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)

@@ -142,9 +142,9 @@ class Demo:
                 ("ballast-feedback", {"token": self.feedback_token}),
             ):
                 self.core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": name}, "stringData": data})
-            self.helm(
-                "install", "ballast", str(REPO / "charts" / "ballast"), "-n", NAMESPACE, "--wait", "--timeout", "180s"
-            )
+            # The local cluster's pods are host processes sharing ports: each listens on its own address.
+            chart, listen = str(REPO / "charts" / "ballast"), "listenAddress=$(POD_IP)"
+            self.helm("install", "ballast", chart, "-n", NAMESPACE, "--set", listen, "--wait", "--timeout", "180s")
             say("   " + self.kubectl("get", "pods", "-l", "app.kubernetes.io/component=operator").splitlines()[-1])
 
     def data(self) -> BaseModelRef:
