@@ -43,7 +43,24 @@ def helm(*args: str, kubeconfig: str | None = None, check: bool = True) -> subpr
 
 
 def render(*sets: str) -> list[dict]:
-    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--kube-version", KUBE_VERSION]
+    """What `helm install` applies (`helm test`'s hooks apart: see `helm_test_hooks`)."""
+    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--kube-version", KUBE_VERSION, "--skip-tests"]
+    for value in sets:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def helm_test_hooks(*sets: str) -> list[dict]:
+    """What `helm test` creates."""
+    args = [
+        "template",
+        "ballast",
+        str(CHART),
+        "--namespace",
+        "ops",
+        "--show-only",
+        "templates/tests/check-install.yaml",
+    ]
     for value in sets:
         args += ["--set", value]
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
@@ -84,6 +101,9 @@ def test_the_default_render_is_least_privilege_and_secure():
     assert kinds == [
         "ClusterRole",
         "ClusterRole",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "Deployment",
         "KopfPeering",
         "NetworkPolicy",
@@ -411,16 +431,93 @@ def test_servers_listen_on_every_interface_so_port_forward_works_unless_told_the
     assert command[command.index("--host") + 1] == "$(POD_IP)"
 
 
-def test_the_plain_yaml_render_is_current():
-    committed = (ROOT / "deploy" / "kubernetes" / "ballast.yaml").read_text()
-    assert committed == render_plain(), "run scripts/render-manifests"
+BALLAST_CRDS = ["finetunepools.ballast.dev", "finetuneruns.ballast.dev", "modelreleases.ballast.dev"]
 
 
-def render_plain() -> str:
-    completed = subprocess.run(
-        [str(ROOT / "scripts" / "render-manifests"), "-"], capture_output=True, text=True, check=True
-    )
-    return completed.stdout
+def crds_of(documents: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == "CustomResourceDefinition"}
+
+
+def test_the_crds_are_templates_so_helm_upgrade_upgrades_them_and_uninstall_keeps_them():
+    crds = crds_of(render())
+    assert sorted(crds) == BALLAST_CRDS
+    for name, crd in crds.items():
+        generated = yaml.safe_load((ROOT / "crds" / f"ballast.dev_{name.split('.')[0]}.yaml").read_text())
+        assert crd["spec"] == generated["spec"], name  # exactly what `python -m ballast.codegen` wrote
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "ballast"
+    assert all("annotations" not in c["metadata"] for c in crds_of(render("crds.keep=false")).values())
+    assert crds_of(render("crds.enabled=false")) == {}
+
+
+def test_every_crd_is_installed_once_kopfs_from_crds_and_ballasts_from_templates():
+    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--include-crds"]
+    names = [
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(helm(*args).stdout)
+        if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert sorted(names) == sorted([*BALLAST_CRDS, "kopfpeerings.kopf.dev"])
+
+
+def test_helm_test_checks_healthz_and_the_crds_with_only_the_rights_it_needs():
+    documents = helm_test_hooks("watchNamespaces={ml,team-b}")
+    assert all(d["metadata"]["annotations"]["helm.sh/hook"] == "test" for d in documents)
+    pod = next(d for d in documents if d["kind"] == "Pod")
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    assert pod["spec"]["serviceAccountName"] == account and pod["spec"]["restartPolicy"] == "Never"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "/healthz" in script and all(p in script for p in ("finetunepools", "finetuneruns", "modelreleases"))
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["WATCHED_NAMESPACE"] == "ml" and env["HTTP_PORT"] == "8080"
+    operator = next(d for d in render() if d["kind"] == "Deployment")
+    selector = operator["spec"]["selector"]["matchLabels"]
+    assert dict(pair.split("=") for pair in env["SELECTOR"].split(",")) == selector
+    # Restricted Pod Security: the test pod runs wherever the operator may.
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # Its rights: list pods where the operator runs, list the three kinds in one watched namespace.
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"] for d in documents if d["kind"] == "Role"}
+    verbs = {
+        (ns, r, v)
+        for (ns, _), rules in roles.items()
+        for rule in rules
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert verbs == {
+        ("ops", "pods", "list"),
+        ("ml", "finetunepools", "list"),
+        ("ml", "finetuneruns", "list"),
+        ("ml", "modelreleases", "list"),
+    }
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} == set(roles)
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}] for b in bindings)
+
+
+PLAIN = ROOT / "deploy" / "kubernetes"
+
+
+def test_the_plain_yaml_render_is_current(tmp_path: Path):
+    subprocess.run([str(ROOT / "scripts" / "render-manifests"), str(tmp_path)], check=True, capture_output=True)
+    for name in ("crds.yaml", "ballast.yaml"):
+        assert (PLAIN / name).read_text() == (tmp_path / name).read_text(), f"run scripts/render-manifests ({name})"
+
+
+def test_the_plain_yaml_holds_every_crd_and_the_namespace_it_installs_into():
+    crds = [d for d in yaml.safe_load_all((PLAIN / "crds.yaml").read_text()) if d]
+    assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
+    groups = {(d["spec"]["group"], d["spec"]["names"]["kind"]) for d in crds}
+    assert sorted(d["metadata"]["name"] for d in crds) == sorted([*BALLAST_CRDS, "kopfpeerings.kopf.dev"])
+    documents = [d for d in yaml.safe_load_all((PLAIN / "ballast.yaml").read_text()) if d]
+    # The Namespace first, then what lives in it: `kubectl apply -f` on an empty cluster needs both.
+    assert documents[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ballast"}}
+    assert {d["metadata"].get("namespace", "ballast") for d in documents} == {"ballast"}
+    assert "CustomResourceDefinition" not in {d["kind"] for d in documents}  # no CRD applied twice
+    custom = {(d["apiVersion"].split("/")[0], d["kind"]) for d in documents if "." in d["apiVersion"].split("/")[0]}
+    builtin = ("networking.k8s.io", "rbac.authorization.k8s.io", "admissionregistration.k8s.io")
+    assert {c for c in custom if not c[0].endswith(builtin)} <= groups  # KopfPeering's CRD is in crds.yaml
 
 
 def sa_api(cluster, namespace: str) -> client.ApiClient:
@@ -464,8 +561,17 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
     core.create_namespaced_secret(namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "x"}})
     other = f"{namespace}-other"
     core.create_namespace({"metadata": {"name": other}})
+    extensions = client.ApiextensionsV1Api(kube)
     try:
         apps.create_namespaced_deployment(other, serving_deployment("elsewhere"))
+        # The suite installed the CRDs from crds/, as an install of the chart before its CRDs were
+        # templates did: the README's adoption step lets this release take them over.
+        for name in BALLAST_CRDS:
+            adopt = {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "ballast", "meta.helm.sh/release-namespace": namespace},
+            }
+            extensions.patch_custom_resource_definition(name, {"metadata": adopt})
         helm(
             "install",
             "ballast",
@@ -487,6 +593,13 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         )
         pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=operator").items
         assert len(pods) == 1 and pods[0].status.phase == "Running"
+        for name in BALLAST_CRDS:  # the release manages them now: `helm upgrade` upgrades them
+            annotations = extensions.read_custom_resource_definition(name).metadata.annotations
+            assert annotations["helm.sh/resource-policy"] == "keep", name
+
+        # `helm test`: the operator answers /healthz, and the three CRDs are served.
+        tested = helm("test", "ballast", "--namespace", namespace, "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+        assert "Phase:" in tested.stdout and "Succeeded" in tested.stdout, tested.stdout
 
         # The chart's identity can do its job, and nothing beyond it.
         as_operator = sa_api(cluster, namespace)
@@ -555,7 +668,7 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         rbac = client.RbacAuthorizationV1Api(kube)
         assert rbac.list_namespaced_role(namespace, label_selector=selector).items == []
         assert rbac.list_namespaced_role_binding(namespace, label_selector=selector).items == []
-        crds = {c.metadata.name for c in client.ApiextensionsV1Api(kube).list_custom_resource_definition().items}
-        assert {"finetunepools.ballast.dev", "finetuneruns.ballast.dev", "modelreleases.ballast.dev"} <= crds
+        crds = {c.metadata.name for c in extensions.list_custom_resource_definition().items}
+        assert set(BALLAST_CRDS) <= crds
     finally:
         core.delete_namespace(other)
