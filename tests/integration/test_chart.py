@@ -520,6 +520,24 @@ def test_the_plain_yaml_holds_every_crd_and_the_namespace_it_installs_into():
     assert {c for c in custom if not c[0].endswith(builtin)} <= groups  # KopfPeering's CRD is in crds.yaml
 
 
+def test_the_plain_yaml_applies_to_a_cluster_crds_first(kube, cluster):
+    kubectl = [str(build.binary("kubectl")), "--kubeconfig", cluster.kubeconfig]
+
+    def run(*args: str) -> None:
+        completed = subprocess.run([*kubectl, *args], capture_output=True, text=True, check=False)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    run("apply", "-f", str(PLAIN / "crds.yaml"))
+    run("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(PLAIN / "crds.yaml"))
+    # Everything else as the API server would take it (KopfPeering objects included), in the file's
+    # Namespace; a dry run, so no second operator starts on the suite's cluster.
+    run("create", "namespace", "ballast")
+    try:
+        run("apply", "--dry-run=server", "-f", str(PLAIN / "ballast.yaml"))
+    finally:
+        client.CoreV1Api(kube).delete_namespace("ballast")
+
+
 def sa_api(cluster, namespace: str) -> client.ApiClient:
     token = (
         client.CoreV1Api(_admin(cluster))
