@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -42,10 +43,34 @@ def helm(*args: str, kubeconfig: str | None = None, check: bool = True) -> subpr
 
 
 def render(*sets: str) -> list[dict]:
-    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--kube-version", KUBE_VERSION]
+    """What `helm install` applies (`helm test`'s hooks apart: see `helm_test_hooks`)."""
+    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--kube-version", KUBE_VERSION, "--skip-tests"]
     for value in sets:
         args += ["--set", value]
     return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def helm_test_hooks(*sets: str) -> list[dict]:
+    """What `helm test` creates."""
+    args = [
+        "template",
+        "ballast",
+        str(CHART),
+        "--namespace",
+        "ops",
+        "--show-only",
+        "templates/tests/check-install.yaml",
+    ]
+    for value in sets:
+        args += ["--set", value]
+    return [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+
+
+def test_the_built_helm_knows_its_version_and_a_kubernetes_the_chart_supports():
+    # Unstamped, helm said "v3.22" and assumed Kubernetes v1.20: the chart's kubeVersion (>=1.30) failed.
+    assert helm("version", "--template", "{{ .Version }}").stdout == build.HELM_VERSION
+    helm("template", "ballast", str(CHART))
+    helm("lint", str(CHART))
 
 
 def test_helm_lint_passes_for_default_and_non_default_values():
@@ -76,6 +101,9 @@ def test_the_default_render_is_least_privilege_and_secure():
     assert kinds == [
         "ClusterRole",
         "ClusterRole",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
         "Deployment",
         "KopfPeering",
         "NetworkPolicy",
@@ -283,6 +311,13 @@ def test_serve_in_a_namespace_the_operator_does_not_watch_is_refused_naming_both
         ("prometheusRule.reviewWaitingSeconds=10", "/prometheusRule/reviewWaitingSeconds"),
         ("monitoring.labels.bad key=x", "invalid propertyName 'bad key'"),
         ("serve.namespace=Bad_NS", "/serve/namespace"),
+        ("logLevel=warn", "/logLevel"),
+        ("logFormat=xml", "/logFormat"),
+        ("listenAddress=example.com", "/listenAddress"),
+        ("fullnameOverride=Bad_Name", "/fullnameOverride"),
+        ("priorityClassName=Bad_Name", "/priorityClassName"),
+        ("crds.keep=yes", "/crds/keep"),
+        ("extraEnv[0].value=x", "/extraEnv/0"),
     ],
 )
 def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, field: str):
@@ -291,16 +326,216 @@ def test_a_bad_value_is_rejected_by_the_schema_naming_the_field(value: str, fiel
     assert field in completed.stderr
 
 
-def test_the_plain_yaml_render_is_current():
-    committed = (ROOT / "deploy" / "kubernetes" / "ballast.yaml").read_text()
-    assert committed == render_plain(), "run scripts/render-manifests"
+def test_the_chart_renders_as_a_subchart_of_a_parent_with_global_values(tmp_path: Path):
+    parent = tmp_path / "platform"
+    shutil.copytree(CHART, parent / "charts" / "ballast")
+    dependency = {"name": "ballast", "version": "0.1.0", "condition": "ballast.enabled"}
+    chart = {"apiVersion": "v2", "name": "platform", "version": "1.0.0", "dependencies": [dependency]}
+    (parent / "Chart.yaml").write_text(yaml.safe_dump(chart))
+    values = {
+        "global": {"imageRegistry": "registry.example.com", "imagePullSecrets": ["regcred"]},
+        "ballast": {"enabled": True, "watchNamespaces": ["ml"]},
+    }
+    (parent / "values.yaml").write_text(yaml.safe_dump(values))
+    completed = helm("template", "platform", str(parent), "--namespace", "ops")
+    documents = [d for d in yaml.safe_load_all(completed.stdout) if d]
+    deployment = next(d for d in documents if d["kind"] == "Deployment")
+    assert "--namespace=ml" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
-def render_plain() -> str:
-    completed = subprocess.run(
-        [str(ROOT / "scripts" / "render-manifests"), "-"], capture_output=True, text=True, check=True
-    )
-    return completed.stdout
+PLATFORM = (
+    "imagePullSecrets[0].name=regcred",
+    "priorityClassName=platform-critical",
+    "podLabels.team=ml",
+    "podLabels.app\\.kubernetes\\.io/component=not-the-selector",
+    "podAnnotations.vault\\.hashicorp\\.com/role=ballast",
+    "serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::123456789012:role/ballast",
+    "fullnameOverride=ml-ballast",
+    "extraEnv[0].name=HTTPS_PROXY",
+    "extraEnv[0].value=http://proxy.corp:3128",
+    "extraVolumes[0].name=corp-ca",
+    "extraVolumes[0].configMap.name=corp-ca",
+    "extraVolumeMounts[0].name=corp-ca",
+    "extraVolumeMounts[0].mountPath=/etc/ssl/corp",
+    "serve.enabled=true",
+)
+
+
+def test_platform_knobs_reach_the_operator_pod_its_service_account_and_serve():
+    documents = render(*PLATFORM)
+    operator = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ml-ballast")
+    pod = operator["spec"]["template"]
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["spec"]["priorityClassName"] == "platform-critical"
+    assert pod["metadata"]["labels"]["team"] == "ml"
+    # The selector's labels win: a pod label can never detach the pods from their Deployment.
+    assert operator["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["annotations"]["vault.hashicorp.com/role"] == "ballast"
+    assert pod["metadata"]["annotations"]["prometheus.io/scrape"] == "true"
+    container = pod["spec"]["containers"][0]
+    assert {"name": "HTTPS_PROXY", "value": "http://proxy.corp:3128"} in container["env"]
+    assert {"name": "corp-ca", "mountPath": "/etc/ssl/corp"} in container["volumeMounts"]
+    assert {"name": "corp-ca", "configMap": {"name": "corp-ca"}} in pod["spec"]["volumes"]
+    # fullnameOverride names the operator's objects, and they still refer to each other.
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["name"] == pod["spec"]["serviceAccountName"] == "ml-ballast"
+    assert account["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/ballast"
+    }
+    names = {d["metadata"]["name"] for d in documents if d["kind"] in {"Service", "Role", "RoleBinding"}}
+    assert names == {"ml-ballast", "ballast-serve"}
+    binding = next(d for d in documents if d["kind"] == "RoleBinding")
+    assert binding["subjects"][0]["name"] == "ml-ballast" and binding["roleRef"]["name"] == "ml-ballast"
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    serve_pod = serve["spec"]["template"]
+    assert serve_pod["spec"]["imagePullSecrets"] == [{"name": "regcred"}]
+    assert serve_pod["spec"]["priorityClassName"] == "platform-critical"
+    assert serve_pod["metadata"]["labels"]["team"] == "ml"
+    assert serve["spec"]["selector"]["matchLabels"].items() <= serve_pod["metadata"]["labels"].items()
+    # The operator's own environment and volumes are not serve's.
+    assert "HTTPS_PROXY" not in {e["name"] for e in serve_pod["spec"]["containers"][0]["env"]}
+
+
+def operator_args(documents: list[dict]) -> list[str]:
+    deployment = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-operator")
+    return deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("sets", "expected"),
+    [
+        ((), ["--log-level=info", "--log-format=text"]),
+        (("logLevel=warning",), ["--log-level=warning"]),
+        (("logLevel=error", "logFormat=json"), ["--log-level=error", "--log-format=json"]),
+    ],
+    ids=["the defaults", "warning is passed on, not ignored", "error, one JSON object a line"],
+)
+def test_the_log_level_and_format_reach_the_operator(sets: tuple[str, ...], expected: list[str]):
+    args = operator_args(render(*sets))
+    assert set(expected) <= set(args)
+
+
+def test_servers_listen_on_every_interface_so_port_forward_works_unless_told_the_pod_ip():
+    documents = render("serve.enabled=true")
+    args = operator_args(documents)
+    assert "--http-host=0.0.0.0" in args and "--liveness=http://0.0.0.0:8081/healthz" in args
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    command = serve["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    # Host-network clusters (the local one) share ports: there each pod listens on its own address.
+    documents = render("serve.enabled=true", "listenAddress=$(POD_IP)")
+    args = operator_args(documents)
+    assert "--http-host=$(POD_IP)" in args and "--liveness=http://$(POD_IP):8081/healthz" in args
+    serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
+    command = serve["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--host") + 1] == "$(POD_IP)"
+
+
+BALLAST_CRDS = ["finetunepools.ballast.dev", "finetuneruns.ballast.dev", "modelreleases.ballast.dev"]
+
+
+def crds_of(documents: list[dict]) -> dict[str, dict]:
+    return {d["metadata"]["name"]: d for d in documents if d["kind"] == "CustomResourceDefinition"}
+
+
+def test_the_crds_are_templates_so_helm_upgrade_upgrades_them_and_uninstall_keeps_them():
+    crds = crds_of(render())
+    assert sorted(crds) == BALLAST_CRDS
+    for name, crd in crds.items():
+        generated = yaml.safe_load((ROOT / "crds" / f"ballast.dev_{name.split('.')[0]}.yaml").read_text())
+        assert crd["spec"] == generated["spec"], name  # exactly what `python -m ballast.codegen` wrote
+        assert crd["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert crd["metadata"]["labels"]["app.kubernetes.io/instance"] == "ballast"
+    assert all("annotations" not in c["metadata"] for c in crds_of(render("crds.keep=false")).values())
+    assert crds_of(render("crds.enabled=false")) == {}
+
+
+def test_every_crd_is_installed_once_kopfs_from_crds_and_ballasts_from_templates():
+    args = ["template", "ballast", str(CHART), "--namespace", "ops", "--include-crds"]
+    names = [
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(helm(*args).stdout)
+        if d and d["kind"] == "CustomResourceDefinition"
+    ]
+    assert sorted(names) == sorted([*BALLAST_CRDS, "kopfpeerings.kopf.dev"])
+
+
+def test_helm_test_checks_healthz_and_the_crds_with_only_the_rights_it_needs():
+    documents = helm_test_hooks("watchNamespaces={ml,team-b}")
+    assert all(d["metadata"]["annotations"]["helm.sh/hook"] == "test" for d in documents)
+    pod = next(d for d in documents if d["kind"] == "Pod")
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    assert pod["spec"]["serviceAccountName"] == account and pod["spec"]["restartPolicy"] == "Never"
+    script = pod["spec"]["containers"][0]["command"][-1]
+    assert "/healthz" in script and all(p in script for p in ("finetunepools", "finetuneruns", "modelreleases"))
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
+    assert env["WATCHED_NAMESPACE"] == "ml" and env["HTTP_PORT"] == "8080"
+    operator = next(d for d in render() if d["kind"] == "Deployment")
+    selector = operator["spec"]["selector"]["matchLabels"]
+    assert dict(pair.split("=") for pair in env["SELECTOR"].split(",")) == selector
+    # Restricted Pod Security: the test pod runs wherever the operator may.
+    assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert pod["spec"]["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    # Its rights: list pods where the operator runs, list the three kinds in one watched namespace.
+    roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d["rules"] for d in documents if d["kind"] == "Role"}
+    verbs = {
+        (ns, r, v)
+        for (ns, _), rules in roles.items()
+        for rule in rules
+        for r in rule["resources"]
+        for v in rule["verbs"]
+    }
+    assert verbs == {
+        ("ops", "pods", "list"),
+        ("ml", "finetunepools", "list"),
+        ("ml", "finetuneruns", "list"),
+        ("ml", "modelreleases", "list"),
+    }
+    bindings = [d for d in documents if d["kind"] == "RoleBinding"]
+    assert {(b["metadata"]["namespace"], b["roleRef"]["name"]) for b in bindings} == set(roles)
+    assert all(b["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}] for b in bindings)
+
+
+PLAIN = ROOT / "deploy" / "kubernetes"
+
+
+def test_the_plain_yaml_render_is_current(tmp_path: Path):
+    subprocess.run([str(ROOT / "scripts" / "render-manifests"), str(tmp_path)], check=True, capture_output=True)
+    for name in ("crds.yaml", "ballast.yaml"):
+        assert (PLAIN / name).read_text() == (tmp_path / name).read_text(), f"run scripts/render-manifests ({name})"
+
+
+def test_the_plain_yaml_holds_every_crd_and_the_namespace_it_installs_into():
+    crds = [d for d in yaml.safe_load_all((PLAIN / "crds.yaml").read_text()) if d]
+    assert {d["kind"] for d in crds} == {"CustomResourceDefinition"}
+    groups = {(d["spec"]["group"], d["spec"]["names"]["kind"]) for d in crds}
+    assert sorted(d["metadata"]["name"] for d in crds) == sorted([*BALLAST_CRDS, "kopfpeerings.kopf.dev"])
+    documents = [d for d in yaml.safe_load_all((PLAIN / "ballast.yaml").read_text()) if d]
+    # The Namespace first, then what lives in it: `kubectl apply -f` on an empty cluster needs both.
+    assert documents[0] == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ballast"}}
+    assert {d["metadata"].get("namespace", "ballast") for d in documents} == {"ballast"}
+    assert "CustomResourceDefinition" not in {d["kind"] for d in documents}  # no CRD applied twice
+    custom = {(d["apiVersion"].split("/")[0], d["kind"]) for d in documents if "." in d["apiVersion"].split("/")[0]}
+    builtin = ("networking.k8s.io", "rbac.authorization.k8s.io", "admissionregistration.k8s.io")
+    assert {c for c in custom if not c[0].endswith(builtin)} <= groups  # KopfPeering's CRD is in crds.yaml
+
+
+def test_the_plain_yaml_applies_to_a_cluster_crds_first(kube, cluster):
+    kubectl = [str(build.binary("kubectl")), "--kubeconfig", cluster.kubeconfig]
+
+    def run(*args: str) -> None:
+        completed = subprocess.run([*kubectl, *args], capture_output=True, text=True, check=False)
+        assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    run("apply", "-f", str(PLAIN / "crds.yaml"))
+    run("wait", "--for", "condition=Established", "--timeout=60s", "-f", str(PLAIN / "crds.yaml"))
+    # Everything else as the API server would take it (KopfPeering objects included), in the file's
+    # Namespace; a dry run, so no second operator starts on the suite's cluster.
+    run("create", "namespace", "ballast")
+    try:
+        run("apply", "--dry-run=server", "-f", str(PLAIN / "ballast.yaml"))
+    finally:
+        client.CoreV1Api(kube).delete_namespace("ballast")
 
 
 def sa_api(cluster, namespace: str) -> client.ApiClient:
@@ -344,8 +579,17 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
     core.create_namespaced_secret(namespace, {"metadata": {"name": "unrelated"}, "stringData": {"password": "x"}})
     other = f"{namespace}-other"
     core.create_namespace({"metadata": {"name": other}})
+    extensions = client.ApiextensionsV1Api(kube)
     try:
         apps.create_namespaced_deployment(other, serving_deployment("elsewhere"))
+        # The suite installed the CRDs from crds/, as an install of the chart before its CRDs were
+        # templates did: the README's adoption step lets this release take them over.
+        for name in BALLAST_CRDS:
+            adopt = {
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {"meta.helm.sh/release-name": "ballast", "meta.helm.sh/release-namespace": namespace},
+            }
+            extensions.patch_custom_resource_definition(name, {"metadata": adopt})
         helm(
             "install",
             "ballast",
@@ -357,6 +601,9 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
             # The suite's cluster already runs this very policy (tests/conftest.py applies the file).
             "--set",
             "admissionPolicy.enabled=false",
+            # The local cluster's pods are host processes sharing ports: each listens on its own address.
+            "--set",
+            "listenAddress=$(POD_IP)",
             "--wait",
             "--timeout",
             "120s",
@@ -364,6 +611,13 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         )
         pods = core.list_namespaced_pod(namespace, label_selector="app.kubernetes.io/component=operator").items
         assert len(pods) == 1 and pods[0].status.phase == "Running"
+        for name in BALLAST_CRDS:  # the release manages them now: `helm upgrade` upgrades them
+            annotations = extensions.read_custom_resource_definition(name).metadata.annotations
+            assert annotations["helm.sh/resource-policy"] == "keep", name
+
+        # `helm test`: the operator answers /healthz, and the three CRDs are served.
+        tested = helm("test", "ballast", "--namespace", namespace, "--timeout", "120s", kubeconfig=cluster.kubeconfig)
+        assert "Phase:" in tested.stdout and "Succeeded" in tested.stdout, tested.stdout
 
         # The chart's identity can do its job, and nothing beyond it.
         as_operator = sa_api(cluster, namespace)
@@ -421,7 +675,7 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
             kubeconfig=cluster.kubeconfig,
         )
         deployment = apps.read_namespaced_deployment("ballast-operator", namespace)
-        assert "--verbose" in deployment.spec.template.spec.containers[0].args
+        assert "--log-level=debug" in deployment.spec.template.spec.containers[0].args
 
         # Uninstall leaves only the CRDs (and the user's own objects and data).
         helm("uninstall", "ballast", "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)
@@ -432,7 +686,7 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
         rbac = client.RbacAuthorizationV1Api(kube)
         assert rbac.list_namespaced_role(namespace, label_selector=selector).items == []
         assert rbac.list_namespaced_role_binding(namespace, label_selector=selector).items == []
-        crds = {c.metadata.name for c in client.ApiextensionsV1Api(kube).list_custom_resource_definition().items}
-        assert {"finetunepools.ballast.dev", "finetuneruns.ballast.dev", "modelreleases.ballast.dev"} <= crds
+        crds = {c.metadata.name for c in extensions.list_custom_resource_definition().items}
+        assert set(BALLAST_CRDS) <= crds
     finally:
         core.delete_namespace(other)

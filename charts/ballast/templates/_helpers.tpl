@@ -1,4 +1,25 @@
-{{- define "ballast.name" -}}ballast-operator{{- end -}}
+{{/* The operator's Deployment, Service, ServiceAccount, Role and RoleBinding. */}}
+{{- define "ballast.name" -}}{{ .Values.fullnameOverride | default "ballast-operator" }}{{- end -}}
+
+{{/* A pod's labels: podLabels, then `selector` (a YAML string) over them, so the Deployment keeps its pods. */}}
+{{- define "ballast.podLabels" -}}
+{{- toYaml (merge (fromYaml .selector) (deepCopy .root.Values.podLabels)) -}}
+{{- end -}}
+
+{{/* A pod's annotations: podAnnotations, then `annotations` (a dict) over them. */}}
+{{- define "ballast.podAnnotations" -}}
+{{- toYaml (merge .annotations (deepCopy .root.Values.podAnnotations)) -}}
+{{- end -}}
+
+{{/* imagePullSecrets and priorityClassName, for the operator's pod and serve's. */}}
+{{- define "ballast.podScheduling" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .Values.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- end -}}
 
 {{- define "ballast.labels" -}}
 app.kubernetes.io/name: ballast

@@ -24,6 +24,9 @@ ETCD_VERSION = "v3.6.16"
 # MinIO publishes no semver tags; this pseudo-version is the last commit of its source repository.
 MINIO_VERSION = "v0.0.0-20260212201848-7aac2a2c5b7c"
 HELM_VERSION = "v3.22.0"
+# Part of the helm binary's cache name: bump it when the way helm is built changes, so caches rebuild.
+# r2: stamped with its version and its client-go's Kubernetes version, as Helm's release builds are.
+HELM_BUILD = "r2"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
@@ -47,7 +50,7 @@ BINARIES = {
     **{name: Binary(name, KUBERNETES_VERSION) for name in KUBERNETES_COMMANDS},
     "etcd": Binary("etcd", ETCD_VERSION),
     "minio": Binary("minio", MINIO_VERSION[-12:]),
-    "helm": Binary("helm", HELM_VERSION),
+    "helm": Binary("helm", f"{HELM_VERSION}-{HELM_BUILD}"),
 }
 
 
@@ -154,8 +157,29 @@ def build_minio() -> None:
     _go_install("github.com/minio/minio", MINIO_VERSION, "minio", BINARIES["minio"])
 
 
+def helm_ldflags(version: str, helm_gomod: str) -> str:
+    """The version stamps Helm's Makefile sets: without them `helm version` says "v3.22" and
+    `helm template`/`lint` assume Kubernetes v1.20 (failing any chart's `kubeVersion: >=1.30`).
+    The Kubernetes version is the one its client-go implies (v0.37.x -> 1.37), as in the Makefile."""
+    client_go = re.search(r"^\s*k8s\.io/client-go\s+v0\.(\d+)\.", helm_gomod, re.MULTILINE)
+    if not client_go:
+        raise RuntimeError("no k8s.io/client-go requirement found in helm's go.mod")
+    flags = ["-s -w", f"-X helm.sh/helm/v3/internal/version.version={version}"]
+    flags += ["-X helm.sh/helm/v3/internal/version.metadata=", "-X helm.sh/helm/v3/internal/version.gitTreeState=clean"]
+    for package in ("pkg/chartutil", "pkg/lint/rules"):
+        flags += [f"-X helm.sh/helm/v3/{package}.k8sVersionMajor=1"]
+        flags += [f"-X helm.sh/helm/v3/{package}.k8sVersionMinor={client_go.group(1)}"]
+    return " ".join(flags)
+
+
 def build_helm() -> None:
-    _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", BINARIES["helm"])
+    target = BINARIES["helm"]
+    if target.path.exists():
+        return
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    info = _go_json(["mod", "download", "-json", f"helm.sh/helm/v3@{HELM_VERSION}"], cache_dir())
+    ldflags = helm_ldflags(HELM_VERSION, Path(info["GoMod"]).read_text())
+    _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", target, ldflags)
 
 
 def _install(built: Path, target: Binary) -> None:

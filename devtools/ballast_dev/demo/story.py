@@ -129,10 +129,9 @@ class Demo:
         config.load_kube_config(self.info.kubeconfig, client_configuration=configuration)
         api = client.ApiClient(configuration)
         self.custom, self.core = client.CustomObjectsApi(api), client.CoreV1Api(api)
-        from ballast_dev.testing.kube import install_crds
 
+        # The chart installs the CRDs (templates, so `helm upgrade` upgrades them), as for a user.
         with stage(self.report, "Install: CRDs and the operator (Helm chart)"):
-            install_crds(api, REPO / "crds")
             self.core.create_namespace({"metadata": {"name": NAMESPACE}})
             store_keys = {"accessKey": self.info.minio_access_key, "secretKey": self.info.minio_secret_key}
             self.feedback_token = secrets.token_hex(16)
@@ -142,9 +141,9 @@ class Demo:
                 ("ballast-feedback", {"token": self.feedback_token}),
             ):
                 self.core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": name}, "stringData": data})
-            self.helm(
-                "install", "ballast", str(REPO / "charts" / "ballast"), "-n", NAMESPACE, "--wait", "--timeout", "180s"
-            )
+            # The local cluster's pods are host processes sharing ports: each listens on its own address.
+            chart, listen = str(REPO / "charts" / "ballast"), "listenAddress=$(POD_IP)"
+            self.helm("install", "ballast", chart, "-n", NAMESPACE, "--set", listen, "--wait", "--timeout", "180s")
             say("   " + self.kubectl("get", "pods", "-l", "app.kubernetes.io/component=operator").splitlines()[-1])
 
     def data(self) -> BaseModelRef:

@@ -14,9 +14,9 @@ Nothing else is periodic: the operator reacts to watch events and wakes only for
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 
+from ballast.cli import logs
 from ballast.handlers import Settings, run_operator
 
 
@@ -44,7 +44,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         default=None,
         help="serve /metrics and the Alertmanager webhook (/alerts) on this port (0: any free port)",
     )
-    run.add_argument("--http-host", default="0.0.0.0")
+    run.add_argument(
+        "--http-host", default="0.0.0.0", help="listen here (and --liveness's host): 0.0.0.0, or the pod's own IP"
+    )
     defaults = Settings()
     run.add_argument("--trainer-image", default=os.environ.get("BALLAST_TRAINER_IMAGE", defaults.trainer_image))
     run.add_argument("--workers", type=int, default=int(_env("BALLAST_WORKERS", defaults.workers)))
@@ -54,14 +56,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     run.add_argument(
         "--store-retry-seconds", type=float, default=_env("BALLAST_STORE_RETRY_SECONDS", defaults.store_retry_seconds)
     )
-    run.add_argument("--verbose", action="store_true")
+    run.add_argument("--log-level", choices=list(logs.LEVELS), default="info")
+    run.add_argument("--log-format", choices=list(logs.FORMATS), default="text", help="json: one object per line")
+    run.add_argument("--verbose", action="store_true", help="the same as --log-level=debug")
     run.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure("debug" if args.verbose else args.log_level, args.log_format)
     run_operator(
         namespaces=args.namespace,
         clusterwide=args.all_namespaces or not args.namespace,
