@@ -46,7 +46,7 @@ def test_the_committed_rule_files_match_the_generator():
 def test_promtool_accepts_the_rules():
     completed = subprocess.run(["promtool", "check", "rules", str(RULES)], capture_output=True, text=True, check=False)
     assert completed.returncode == 0, completed.stdout + completed.stderr
-    assert "9 rules found" in completed.stdout
+    assert "10 rules found" in completed.stdout  # four serving rules, six health rules
 
 
 @pytest.mark.parametrize("rule", alerts.rules()["groups"][0]["rules"], ids=lambda rule: rule["alert"])
@@ -372,6 +372,38 @@ def test_a_release_blocked_or_rolled_back_for_ten_minutes_fires(tmp_path):
                             fired("ops", "invoices-detector", "RolledBack"),
                         ],
                     },
+                ],
+            }
+        ],
+    }
+    completed = promtool(tmp_path, document)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+def test_pods_running_another_model_for_five_minutes_fire_model_drift(tmp_path):
+    def drift(release: str, values: str) -> dict:
+        return series("ballast_release_model_drift", {"namespace": "ml", "release": release}, values)
+
+    fired = health(
+        "BallastModelDrift",
+        {"namespace": "ml", "release": "invoices-detector"},
+        "Pods of release ml/invoices-detector run another model",
+        "ModelRelease ml/invoices-detector says one model is released, and ready pods of its Deployment have run "
+        "another for 5 minutes: `kubectl describe mrel` names them (a Git sync that set BALLAST_MODEL_* in the "
+        "Deployment, or dropped its envFrom).",
+    )
+    document = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    drift("invoices-detector", "0x2 1x20"),  # drifting from minute 3
+                    drift("receipts", "0x2 1x3 0x20"),  # drifted for 3 minutes, then healed
+                ],
+                "alert_rule_test": [
+                    {"eval_time": "6m", "alertname": "BallastModelDrift", "exp_alerts": []},  # 3 minutes: not yet
+                    {"eval_time": "9m", "alertname": "BallastModelDrift", "exp_alerts": [fired]},
                 ],
             }
         ],

@@ -176,10 +176,19 @@ def test_non_default_values_render_monitoring_serving_and_one_role_per_namespace
         "BallastReconcileErrors",
         "BallastRunFailed",
         "BallastReleaseBlocked",
+        "BallastModelDrift",
         "BallastReviewWaiting",
     ]
     serve = next(d for d in documents if d["kind"] == "Deployment" and d["metadata"]["name"] == "ballast-serve")
-    assert serve["spec"]["template"]["spec"]["containers"][0]["command"][:2] == ["ballast-trainer", "serve"]
+    container = serve["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:2] == ["ballast-trainer", "serve"]
+    # Its model comes only from the ModelRelease's ConfigMap: nothing in the manifest for Git to restore.
+    assert container["envFrom"] == [{"configMapRef": {"name": "ballast-serve-model"}}]
+    assert not {e["name"] for e in container["env"]} & {
+        "BALLAST_MODEL_URI",
+        "BALLAST_MODEL_DIGEST",
+        "BALLAST_MODEL_VERSION",
+    }
 
 
 MONITORING = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}

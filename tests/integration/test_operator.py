@@ -203,6 +203,8 @@ def serving_deployment(name: str, opted_in: bool = True) -> dict:
                             "name": "serve",
                             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                             "image": "ghcr.io/ballast-dev/ballast:0.1.0",
+                            # Its model comes from the release's ConfigMap, which the release owns.
+                            "envFrom": [{"configMapRef": {"name": f"{name}-model"}}],
                             # Stands in for `ballast-trainer serve`: ready once it is up; prints the model it was given.
                             "command": [
                                 "python3",
@@ -219,9 +221,14 @@ def serving_deployment(name: str, opted_in: bool = True) -> dict:
 
 
 def served_version(kube, namespace: str, name: str = "detector") -> str | None:
-    deployment = client.AppsV1Api(kube).read_namespaced_deployment(name, namespace)
-    env = {e.name: e.value for e in deployment.spec.template.spec.containers[0].env or []}
-    return env.get("BALLAST_MODEL_VERSION")
+    """The model the release gave the Deployment: its ConfigMap's BALLAST_MODEL_VERSION."""
+    try:
+        config_map = client.CoreV1Api(kube).read_namespaced_config_map(f"{name}-model", namespace)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    return (config_map.data or {}).get("BALLAST_MODEL_VERSION")
 
 
 def release_status(kube, namespace: str, name: str = "detector") -> dict:

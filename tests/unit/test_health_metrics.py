@@ -115,6 +115,17 @@ def test_a_release_counts_its_rollbacks_from_zero_and_a_deleted_one_has_no_serie
     assert ctx.metrics.registry.get_sample_value("ballast_release_rollbacks_total", labels) is None
 
 
+def test_a_release_reports_model_drift_while_its_condition_is_true() -> None:
+    ctx = context()
+    labels = {"namespace": "ml", "release": RELEASE.name}
+    drift = Condition(type="ModelDrift", status="True", reason="ModelDrift", message="d-1 runs ft_v0.9")
+    modelrelease.record_metrics(ctx, RELEASE, ModelReleaseStatus(phase="Released", conditions=[drift]))
+    assert ctx.metrics.registry.get_sample_value("ballast_release_model_drift", labels) == 1
+    ended = drift.model_copy(update={"status": "False"})
+    modelrelease.record_metrics(ctx, RELEASE, ModelReleaseStatus(phase="Released", conditions=[ended]))
+    assert ctx.metrics.registry.get_sample_value("ballast_release_model_drift", labels) == 0
+
+
 def test_error_and_store_request_counters_exist_at_zero_for_every_kind_from_the_start() -> None:
     metrics = OperatorMetrics()
     metrics.start_at_zero(["FineTunePool", "FineTuneRun", "ModelRelease"])

@@ -10,23 +10,30 @@ import pytest
 from ballast.api.finetunepool import FineTunePoolStatus
 from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, ReleaseRecord
 from ballast.policy.modelrelease import DeploymentView, ReleaseObservation, ReleaseStep, decide_release
+from ballast.policy.servingconfig import ModelConfigView, ModelSource, PodView
 
 from .builders import T0, a_model, a_pool_spec, a_run_summary
 
 APPROVER = "ana"  # a Review approval the operator verified
+UID = "uid-of-rel"
+READS_RELEASE = ModelSource(config_maps=("rel-model",))
 
 
 def deployment(
-    serving: str | None = None, rollout: str = "Available", containers: tuple = ("serve",), release: str | None = "rel"
+    rollout: str = "Available",
+    containers: tuple = ("serve",),
+    release: str | None = "rel",
+    source: ModelSource = READS_RELEASE,
 ) -> DeploymentView:
-    """The target Deployment; by default its owner opted in to release `rel` (the label)."""
+    """The target Deployment; by default its owner opted in to release `rel` (the label) and its
+    container reads the release's ConfigMap."""
     return DeploymentView(
         name="d",
         release=release,
         containers=containers,
-        serving=serving,
-        rollout=rollout,
-        detail="1/1 available",  # type: ignore[arg-type]
+        rollout=rollout,  # type: ignore[arg-type]
+        detail="1/1 available",
+        sources={name: source for name in containers},
     )
 
 
@@ -37,8 +44,11 @@ def observe(
     status: ModelReleaseStatus | None = None,
     pool: bool = True,
     container: str | None = None,
+    serving: str | None = None,
     **fields: Any,
 ) -> ReleaseObservation:
+    """`serving`: the model in the release's ConfigMap (None: no ConfigMap yet)."""
+    config = ModelConfigView(serving, T0 - timedelta(minutes=1), (UID,)) if serving else None
     return ReleaseObservation(
         name="rel",
         generation=2,
@@ -52,6 +62,9 @@ def observe(
         pool_status=FineTunePoolStatus(),
         runs=runs,
         last_editor="argocd",
+        uid=UID,
+        model_config=fields.pop("model_config", config),
+        pods=fields.pop("pods", ()),
     )
 
 
@@ -133,9 +146,7 @@ def test_a_missing_deployment_blocks_and_a_repeated_block_posts_no_second_event(
 
 
 def test_a_roll_out_points_at_the_published_copy_and_records_who_and_why() -> None:
-    action = decide_release(
-        observe(runs=(a_run_summary(verdict="Review", approved_by=APPROVER),), dep=deployment("base_v1"))
-    )
+    action = decide_release(observe(runs=(a_run_summary(verdict="Review", approved_by=APPROVER),), serving="base_v1"))
     assert action.target is not None and action.target.uri == "s3://ballast/models/p/ft_v1.1/model.pt"
     assert action.model is not None and action.model.uri == a_model().uri  # published from the run's copy
     assert action.container == "serve" and not action.rollback
@@ -148,10 +159,10 @@ def test_a_roll_out_points_at_the_published_copy_and_records_who_and_why() -> No
 def test_an_available_rollout_is_recorded_in_history_once() -> None:
     record = ReleaseRecord(model=a_model(), run="p-run-1", verdict="Pass", released_at=T0)
     rolling = ModelReleaseStatus(phase="Progressing", pending=record, rollout_started_at=T0)
-    action = decide_release(observe(dep=deployment("ft_v1.1"), status=rolling))
+    action = decide_release(observe(serving="ft_v1.1", status=rolling))
     assert action.step is ReleaseStep.UPDATE_STATUS and action.status.phase == "Released"
     assert action.status.history == [record] and action.status.pending is None
-    settled = decide_release(observe(dep=deployment("ft_v1.1"), status=action.status))
+    settled = decide_release(observe(serving="ft_v1.1", status=action.status))
     assert settled.step is ReleaseStep.NOTHING
 
 
@@ -167,7 +178,7 @@ def test_a_rollout_that_does_not_become_available(rollout: str, minutes: int, st
     earlier = ReleaseRecord(model=a_model("base_v1"), released_at=T0 - timedelta(days=1))
     rolling = ModelReleaseStatus(phase="Progressing", rollout_started_at=T0, history=[earlier])
     action = decide_release(
-        observe(dep=deployment("ft_v1.1", rollout), status=rolling, now=T0 + timedelta(minutes=minutes))
+        observe(serving="ft_v1.1", dep=deployment(rollout=rollout), status=rolling, now=T0 + timedelta(minutes=minutes))
     )
     assert action.step is step
     if step is ReleaseStep.ROLL_BACK:
@@ -179,7 +190,7 @@ def test_a_rollout_that_does_not_become_available(rollout: str, minutes: int, st
 
 def test_a_model_that_failed_to_roll_out_is_not_retried_until_spec_changes() -> None:
     failed = ModelReleaseStatus(phase="RolledBack", failed_model="ft_v1.1", current_model="base_v1")
-    action = decide_release(observe(runs=(a_run_summary(),), dep=deployment("base_v1"), status=failed))
+    action = decide_release(observe(runs=(a_run_summary(),), serving="base_v1", status=failed))
     assert action.step is ReleaseStep.NOTHING
 
 
@@ -187,7 +198,7 @@ def test_going_back_to_a_model_released_before_counts_as_a_rollback() -> None:
     history = [ReleaseRecord(model=a_model("ft_v1.2"), released_at=T0), ReleaseRecord(model=a_model(), released_at=T0)]
     status = ModelReleaseStatus(phase="Released", current_model="ft_v1.2", history=history)
     runs = (a_run_summary(), a_run_summary("p-run-2", model=a_model("ft_v1.2")))
-    action = decide_release(observe(runs=runs, dep=deployment("ft_v1.2"), status=status))
+    action = decide_release(observe(runs=runs, serving="ft_v1.2", status=status))
     assert action.step is ReleaseStep.ROLL_OUT and action.rollback and action.status.rollbacks == 1
     assert action.events[0].reason == "RollingBack"
 
@@ -200,3 +211,103 @@ def test_a_version_two_runs_produced_differently_is_never_released() -> None:
     assert action.step is ReleaseStep.BLOCK
     blocked = next(c for c in action.status.conditions if c.type == "Blocked")
     assert blocked.reason == "ModelAmbiguous" and "p-run-1" in blocked.message and "p-run-2" in blocked.message
+
+
+# ---- the release's ConfigMap, and what the pods run ---------------------------------------------
+RELEASED = ModelReleaseStatus(
+    phase="Released",
+    current_model="ft_v1.1",
+    history=[ReleaseRecord(model=a_model(), run="p-run-1", verdict="Pass", released_at=T0)],
+)
+
+
+def a_pod(name: str = "d-1", ready: bool = True, started: timedelta = timedelta(0), **source: Any) -> PodView:
+    return PodView(name, ready, T0 + started, ModelSource(**source) if source else READS_RELEASE)
+
+
+@pytest.mark.parametrize(
+    ("source", "says"),
+    [
+        pytest.param(
+            ModelSource(),
+            "envFrom: [{configMapRef: {name: rel-model}}]",
+            id="a container that does not read the release's ConfigMap is not moved",
+        ),
+        pytest.param(
+            ModelSource(("rel-model",), (("BALLAST_MODEL_URI", "s3://b/old.pt"),)),
+            "remove its env BALLAST_MODEL_URI",
+            id="a container that sets its model itself is not moved (env wins over envFrom)",
+        ),
+    ],
+)
+def test_a_deployment_that_does_not_take_its_model_from_the_release_is_blocked_with_the_fix(
+    source: ModelSource, says: str
+) -> None:
+    action = decide_release(observe(runs=(a_run_summary(),), dep=deployment(source=source)))
+    blocked = next(c for c in action.status.conditions if c.type == "Blocked")
+    assert action.step is ReleaseStep.BLOCK and blocked.reason == "DeploymentNotReadingModel"
+    assert says in blocked.message
+
+
+def test_a_config_map_of_that_name_which_is_not_the_releases_is_never_overwritten() -> None:
+    foreign = ModelConfigView("ft_v0.9", T0, ("uid-of-someone-else",))
+    action = decide_release(observe(runs=(a_run_summary(),), model_config=foreign))
+    blocked = next(c for c in action.status.conditions if c.type == "Blocked")
+    assert action.step is ReleaseStep.BLOCK and blocked.reason == "ConfigMapNotOwned"
+
+
+@pytest.mark.parametrize(
+    ("pods", "drift"),
+    [
+        pytest.param(
+            (a_pod("d-1"), a_pod("d-2")), None, id="pods that read the ConfigMap since it changed run the release"
+        ),
+        pytest.param(
+            (a_pod("d-1"), a_pod("d-2", literal=(("BALLAST_MODEL_VERSION", "ft_v0.9"), ("BALLAST_MODEL_URI", "x")))),
+            "d-2 runs ft_v0.9 (env in the pod spec)",
+            id="a pod whose spec sets another model drifts (a Git sync restored the old env)",
+        ),
+        pytest.param(
+            (a_pod("d-1", config_maps=()),),
+            "d-1 does not read ConfigMap rel-model",
+            id="a pod that stopped reading the ConfigMap drifts",
+        ),
+        pytest.param(
+            (a_pod("d-1", started=-timedelta(minutes=5)),),
+            "d-1 started before ft_v1.1 was written",
+            id="a pod that started before the ConfigMap got the model runs an earlier one",
+        ),
+        pytest.param(
+            (a_pod("d-1", ready=False, literal=(("BALLAST_MODEL_VERSION", "ft_v0.9"),)),),
+            None,
+            id="a pod that is not ready serves nothing and is not counted",
+        ),
+    ],
+)
+def test_a_released_model_is_checked_against_what_the_ready_pods_run(pods: tuple, drift: str | None) -> None:
+    action = decide_release(observe(serving="ft_v1.1", status=RELEASED, pods=pods))
+    if drift is None:
+        assert action.step is ReleaseStep.NOTHING
+        return
+    condition = next(c for c in action.status.conditions if c.type == "ModelDrift")
+    assert action.step is ReleaseStep.UPDATE_STATUS and (condition.status, condition.reason) == ("True", "ModelDrift")
+    assert drift in condition.message and action.events[0].warning
+    assert action.status.phase == "Released"  # the release is not undone: the pods are what is wrong
+
+
+def test_drift_is_reported_once_and_its_end_is_reported_too() -> None:
+    drifted = (a_pod("d-2", literal=(("BALLAST_MODEL_VERSION", "ft_v0.9"),)),)
+    first = decide_release(observe(serving="ft_v1.1", status=RELEASED, pods=drifted))
+    again = decide_release(observe(serving="ft_v1.1", status=first.status, pods=drifted))
+    assert again.step is ReleaseStep.NOTHING
+    healed = decide_release(observe(serving="ft_v1.1", status=first.status, pods=(a_pod("d-3"),)))
+    condition = next(c for c in healed.status.conditions if c.type == "ModelDrift")
+    assert healed.step is ReleaseStep.UPDATE_STATUS and condition.status == "False"
+    assert healed.events[0].reason == "PodsRunReleasedModel"
+
+
+@pytest.mark.parametrize("rollout", ["Progressing", "Failed"])
+def test_a_rollout_of_gits_own_after_the_release_is_never_timed_out_or_undone(rollout: str) -> None:
+    released = RELEASED.evolve(rollout_started_at=T0 - timedelta(hours=2))  # long past its deadline
+    action = decide_release(observe(serving="ft_v1.1", status=released, dep=deployment(rollout=rollout)))
+    assert action.step is ReleaseStep.NOTHING

@@ -173,16 +173,14 @@ class Demo:
                 "serve.name": RELEASE,
                 "serve.release": RELEASE,
                 "serve.objectStore.endpoint": self.info.minio_endpoint,
-                "serve.initialModel.version": "base_v1",
-                "serve.initialModel.uri": base.uri,
-                "serve.initialModel.digest": base.digest,
             }
             sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
             chart = str(REPO / "charts" / "ballast")
+            # The release first: it writes base_v1 into its ConfigMap, which the serve pods read.
+            self.apply_release("base_v1")
             self.helm(
                 "upgrade", "ballast", chart, "-n", NAMESPACE, "--reuse-values", *sets, "--wait", "--timeout", "240s"
             )
-            self.apply_release("base_v1")
             wait("release of base_v1", lambda: self.release_status().get("phase") == "Released", 240)
             self.serve_url = self.ready_serving_pod()
             say(f"   {RELEASE} serves base_v1 at {self.serve_url}")

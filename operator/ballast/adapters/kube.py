@@ -17,11 +17,12 @@ from kubernetes.client.exceptions import ApiException
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
 from ballast.api.contracts import TerminationReport
-from ballast.api.modelrelease import ANNOTATION_MODEL
+from ballast.api.modelrelease import ANNOTATION_WRITTEN_AT, ENV_MODEL_VERSION
 from ballast.policy.conditions import Event
 from ballast.policy.finetunerun import JobState, JobView
 from ballast.policy.manifests import LABEL_RELEASE, job_differences, pod_differences
 from ballast.policy.modelrelease import DeploymentView
+from ballast.policy.servingconfig import FIELD_MANAGER, MODEL_KEYS, ModelConfigView, ModelSource, PodView
 
 
 @dataclass
@@ -280,19 +281,90 @@ def read_deployment(clients: Clients, namespace: str, name: str) -> DeploymentVi
             return None
         raise
     state, detail = rollout_state(deployment)
-    annotations = deployment.spec.template.metadata.annotations or {}
+    containers = deployment.spec.template.spec.containers
     return DeploymentView(
         name=name,
         release=(deployment.metadata.labels or {}).get(LABEL_RELEASE),
-        containers=tuple(c.name for c in deployment.spec.template.spec.containers),
-        serving=annotations.get(ANNOTATION_MODEL),
+        containers=tuple(c.name for c in containers),
         rollout=state,  # type: ignore[arg-type]
         detail=detail,
+        sources={c.name: model_source(c) for c in containers},
     )
 
 
-def patch_deployment(clients: Clients, namespace: str, name: str, patch: dict[str, Any]) -> None:
-    clients.apps.patch_namespaced_deployment(name, namespace, patch)
+def model_source(container: Any) -> ModelSource:
+    """Where a container's BALLAST_MODEL_* come from: ConfigMaps it reads, values it sets itself."""
+    config_maps = [s.config_map_ref.name for s in container.env_from or [] if s.config_map_ref is not None]
+    literal = []
+    for variable in container.env or []:
+        if variable.name not in MODEL_KEYS:
+            continue
+        ref = variable.value_from.config_map_key_ref if variable.value_from else None
+        if ref is not None:
+            config_maps.append(ref.name)
+        else:
+            literal.append((variable.name, variable.value or ""))
+    return ModelSource(tuple(config_maps), tuple(literal))
+
+
+def read_model_config(clients: Clients, namespace: str, name: str) -> ModelConfigView | None:
+    try:
+        config_map = clients.core.read_namespaced_config_map(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    meta = config_map.metadata
+    written = (meta.annotations or {}).get(ANNOTATION_WRITTEN_AT)
+    return ModelConfigView(
+        version=(config_map.data or {}).get(ENV_MODEL_VERSION),
+        written_at=datetime.fromisoformat(written) if written else None,
+        owner_uids=tuple(o.uid for o in meta.owner_references or []),
+    )
+
+
+def serving_pods(clients: Clients, namespace: str, deployment: str, container: str | None) -> tuple[PodView, ...]:
+    """The Deployment's pods (by its selector's labels), as their serving container runs."""
+    try:
+        found = clients.apps.read_namespaced_deployment(deployment, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            return ()
+        raise
+    labels = found.spec.selector.match_labels or {}
+    if not labels:
+        return ()
+    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    views = []
+    for pod in clients.core.list_namespaced_pod(namespace, label_selector=selector).items:
+        if pod.metadata.deletion_timestamp is not None:
+            continue
+        spec = next((c for c in pod.spec.containers if container in (None, c.name)), None)
+        if spec is None:
+            continue
+        status = next((c for c in pod.status.container_statuses or [] if c.name == spec.name), None)
+        running = status.state.running if status and status.state else None
+        views.append(
+            PodView(
+                name=pod.metadata.name,
+                ready=bool(status and status.ready),
+                started_at=running.started_at if running else None,
+                source=model_source(spec),
+            )
+        )
+    return tuple(views)
+
+
+def apply(clients: Clients, namespace: str, body: dict[str, Any]) -> None:
+    """Server-side apply as `ballast-operator`: it owns exactly the fields in `body`, no more."""
+    kind, name = body["kind"], body["metadata"]["name"]
+    options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": "application/apply-patch+yaml"}
+    if kind == "ConfigMap":
+        clients.core.patch_namespaced_config_map(name, namespace, body, **options)
+    elif kind == "Deployment":
+        clients.apps.patch_namespaced_deployment(name, namespace, body, **options)
+    else:
+        raise ValueError(f"apply: {kind} is not applied by the operator")
 
 
 def rollout_state(deployment: Any) -> tuple[str, str]:

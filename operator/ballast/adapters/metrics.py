@@ -16,6 +16,7 @@ Operator (served by `ballast operator` on --metrics-port, default 9090):
 | ballast_run_review_waiting_since_seconds | gauge | namespace, pool, run | Unix time a Review verdict began waiting for a verified approval (gone once approved or deleted) |
 | ballast_release_rollbacks_total | counter | namespace, release | rollbacks (spec-driven or failed rollouts) |
 | ballast_release_phase | gauge | namespace, release, phase | 1 for the release's current phase, 0 for the others |
+| ballast_release_model_drift | gauge | namespace, release | 1 while ready pods run another model than the one released (ModelDrift) |
 | ballast_reconcile_seconds | histogram | kind | time one reconcile takes (its count: reconciles) |
 | ballast_reconcile_errors_total | counter | kind | reconciles that raised (retried on the next tick) |
 | ballast_object_store_requests_total | counter | kind | object-store requests made by reconciles |
@@ -101,6 +102,12 @@ class OperatorMetrics:
         )
         self.release_phase = Gauge(
             "ballast_release_phase", "1 for the release's current phase", ["namespace", "release", "phase"], registry=r
+        )
+        self.release_drift = Gauge(
+            "ballast_release_model_drift",
+            "1 while ready pods run another model than the one released",
+            ["namespace", "release"],
+            registry=r,
         )
         self.release_rollbacks = Counter(
             "ballast_release_rollbacks", "Rollbacks of a release", ["namespace", "release"], registry=r

@@ -38,6 +38,8 @@ class ReleaseCondition(StrEnum):
     """True when the Deployment runs the desired model and its rollout is Available."""
     BLOCKED = "Blocked"
     """True when the desired model may not be released (reason says why); the Deployment is untouched."""
+    MODEL_DRIFT = "ModelDrift"
+    """True when ready pods of the Deployment run another model than the one released (message: which)."""
 
 
 class Reason(StrEnum):
@@ -156,6 +158,14 @@ class Reason(StrEnum):
     """The release's target Deployment (or its container) does not exist."""
     DEPLOYMENT_NOT_OPTED_IN = "DeploymentNotOptedIn"
     """The target Deployment does not name this release in its `ballast.dev/model-release` label."""
+    DEPLOYMENT_NOT_READING_MODEL = "DeploymentNotReadingModel"
+    """The serving container does not take its model from the release's ConfigMap (envFrom), or sets it itself."""
+    CONFIG_MAP_NOT_OWNED = "ConfigMapNotOwned"
+    """A ConfigMap named `<release>-model` exists and is not this release's: the operator does not overwrite it."""
+    MODEL_DRIFT = "ModelDrift"
+    """Ready pods run another model than the one released (a Git sync, an env override): the message names them."""
+    NO_DRIFT = "PodsRunReleasedModel"
+    """Every ready pod runs the released model."""
     ROLLOUT_FAILED = "RolloutFailed"
     """The rollout failed or passed its deadline; the previous model was put back."""
     ROLLOUT = "Rollout"

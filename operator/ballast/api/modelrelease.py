@@ -13,11 +13,14 @@ KIND = "ModelRelease"
 PLURAL = "modelreleases"
 SHORT_NAME = "mrel"
 
-# The serving container receives its model through these variables; the annotation mirrors them.
+# The serving container receives its model through these variables, from the release's ConfigMap
+# (`<release>-model`, ballast.policy.servingconfig); the annotations mirror them.
 ENV_MODEL_URI = "BALLAST_MODEL_URI"
 ENV_MODEL_DIGEST = "BALLAST_MODEL_DIGEST"
 ENV_MODEL_VERSION = "BALLAST_MODEL_VERSION"
 ANNOTATION_MODEL = "ballast.dev/model"
+ANNOTATION_MODEL_CHECKSUM = "ballast.dev/model-checksum"  # on the pod template: changing it rolls the pods
+ANNOTATION_WRITTEN_AT = "ballast.dev/written-at"  # on the ConfigMap: when it got its current model
 
 ReleasePhase = Literal["Pending", "Progressing", "Released", "Blocked", "RolledBack", "Failed"]
 

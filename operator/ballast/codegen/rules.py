@@ -43,6 +43,7 @@ sends them to people only, never to the webhook):
 | BallastReconcileErrors | a kind's reconciles kept raising: errors in every 10-minute window for 20 minutes |
 | BallastRunFailed | a pool has more Failed runs than an hour ago (for that hour) |
 | BallastReleaseBlocked | a release is Blocked or RolledBack for 10 minutes |
+| BallastModelDrift | ready pods of a released Deployment run another model than the release says, for 5 minutes |
 | BallastReviewWaiting | a Review verdict has waited longer than `review_waiting_seconds` (default a day; the chart's `prometheusRule.reviewWaitingSeconds`) for a verified approval |
 
 Every alert has a `runbook_url`: `RUNBOOK` (README.md, relative: the chart's
@@ -198,6 +199,16 @@ def rules(
                         "Release {{ $labels.namespace }}/{{ $labels.release }} is {{ $labels.phase }}",
                         "ModelRelease {{ $labels.namespace }}/{{ $labels.release }} has been {{ $labels.phase }} "
                         "for 10 minutes: its conditions say why.",
+                    ),
+                    health(
+                        "BallastModelDrift",
+                        "max by (namespace, release) (ballast_release_model_drift) == 1",
+                        "5m",
+                        "warning",
+                        "Pods of release {{ $labels.namespace }}/{{ $labels.release }} run another model",
+                        "ModelRelease {{ $labels.namespace }}/{{ $labels.release }} says one model is released, "
+                        "and ready pods of its Deployment have run another for 5 minutes: `kubectl describe mrel` "
+                        "names them (a Git sync that set BALLAST_MODEL_* in the Deployment, or dropped its envFrom).",
                     ),
                     health(
                         "BallastReviewWaiting",

@@ -1,6 +1,7 @@
-"""ModelRelease reconciler: observe (spec, the pool and its runs, the Deployment) -> decide
-(ballast.policy.modelrelease.decide_release) -> act (publish the model and patch the Deployment,
-or put the previous model back) and write status. A blocked release touches nothing."""
+"""ModelRelease reconciler: observe (spec, the pool and its runs, the Deployment, its pods and the
+release's ConfigMap) -> decide (ballast.policy.modelrelease.decide_release) -> act (publish the
+model, write it into the release's ConfigMap and roll the pods, or put the previous model back)
+and write status. A blocked release touches nothing."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from pydantic import ValidationError
 from ballast.adapters import kube
 from ballast.adapters.models import publish_model
 from ballast.adapters.objectstore import STORE_PROBLEMS, DigestMismatch
-from ballast.api.conditions import Reason
+from ballast.api.common import ModelRef
+from ballast.api.conditions import Reason, ReleaseCondition
 from ballast.api.finetunepool import FineTunePoolSpec, FineTunePoolStatus
 from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, ReleasePhase
 from ballast.handlers.common import POOLS, Context, find, now, pool_runs, post, write_status
 from ballast.handlers.runtime import DONE, Key, Outcome
-from ballast.policy.manifests import deployment_patch
+from ballast.policy.manifests import LABEL_RELEASE, MANAGED_BY
 from ballast.policy.modelrelease import (
     ReleaseAction,
     ReleaseObservation,
@@ -26,6 +28,7 @@ from ballast.policy.modelrelease import (
     decide_release,
     last_spec_editor,
 )
+from ballast.policy.servingconfig import config_map_name, deployment_roll, model_config_map
 
 
 def observe(ctx: Context, key: Key, body: dict[str, Any], spec: ModelReleaseSpec) -> ReleaseObservation:
@@ -48,6 +51,9 @@ def observe(ctx: Context, key: Key, body: dict[str, Any], spec: ModelReleaseSpec
         pool_status=pool_status,
         runs=pool_runs(ctx, key.namespace, spec.pool),
         last_editor=last_spec_editor(body["metadata"].get("managedFields") or []),
+        uid=body["metadata"].get("uid", ""),
+        model_config=kube.read_model_config(ctx.clients, key.namespace, config_map_name(key.name)),
+        pods=kube.serving_pods(ctx.clients, key.namespace, spec.deployment.name, spec.deployment.container),
     )
 
 
@@ -62,20 +68,25 @@ def roll_out(ctx: Context, key: Key, obs: ReleaseObservation, action: ReleaseAct
         return blocked(obs, Reason.DIGEST_MISMATCH, f"{obs.spec.model}: {error}")
     except kube.StoreCredentialsMissing as error:
         return blocked(obs, Reason.MODEL_NOT_FOUND, str(error))
-    patch = deployment_patch(action.container, action.target, action.target.uri)
-    kube.patch_deployment(ctx.clients, key.namespace, obs.spec.deployment.name, patch)
+    point_at(ctx, key, obs, action.target)
     if action.rollback and ctx.metrics is not None:
         ctx.metrics.release_rollbacks.labels(key.namespace, key.name).inc()
     return action
 
 
 def roll_back(ctx: Context, key: Key, obs: ReleaseObservation, action: ReleaseAction) -> ReleaseAction:
-    if action.target is not None and action.container is not None:
-        patch = deployment_patch(action.container, action.target, action.target.uri)
-        kube.patch_deployment(ctx.clients, key.namespace, obs.spec.deployment.name, patch)
+    if action.target is not None:
+        point_at(ctx, key, obs, action.target)
     if ctx.metrics is not None:
         ctx.metrics.release_rollbacks.labels(key.namespace, key.name).inc()
     return action
+
+
+def point_at(ctx: Context, key: Key, obs: ReleaseObservation, model: ModelRef) -> None:
+    """The model into the release's ConfigMap, then the pods rolled (one pod-template annotation)."""
+    labels = {LABEL_RELEASE: key.name, **MANAGED_BY}
+    kube.apply(ctx.clients, key.namespace, model_config_map(key.name, obs.uid, model, now(), labels))
+    kube.apply(ctx.clients, key.namespace, deployment_roll(obs.spec.deployment.name, model))
 
 
 ACT = {ReleaseStep.ROLL_OUT: roll_out, ReleaseStep.ROLL_BACK: roll_back}
@@ -117,6 +128,8 @@ def record_metrics(ctx: Context, key: Key, status: ModelReleaseStatus) -> None:
     for phase in get_args(ReleasePhase):
         metrics.release_phase.labels(key.namespace, key.name, phase).set(1 if phase == status.phase else 0)
     metrics.release_rollbacks.labels(key.namespace, key.name)  # at 0 until the first: increase() sees that one
+    drifting = any(c.type == ReleaseCondition.MODEL_DRIFT and c.status == "True" for c in status.conditions)
+    metrics.release_drift.labels(key.namespace, key.name).set(1 if drifting else 0)
     if status.phase != "Released" or status.current_model is None:
         return
     for record in status.history[1:]:
@@ -130,3 +143,4 @@ def forget_metrics(ctx: Context, key: Key) -> None:
         ctx.metrics.release_phase.remove_by_labels({"namespace": key.namespace, "release": key.name})
         ctx.metrics.release_model.remove_by_labels({"namespace": key.namespace, "release": key.name})
         ctx.metrics.release_rollbacks.remove_by_labels({"namespace": key.namespace, "release": key.name})
+        ctx.metrics.release_drift.remove_by_labels({"namespace": key.namespace, "release": key.name})

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from ballast.api.common import API_VERSION, ModelRef, ObjectStoreSpec
+from ballast.api.common import API_VERSION, ObjectStoreSpec
 from ballast.api.finetunerun import KIND as RUN_KIND
 from ballast.api.finetunerun import FineTuneRunSpec
-from ballast.api.modelrelease import ANNOTATION_MODEL, ENV_MODEL_DIGEST, ENV_MODEL_URI, ENV_MODEL_VERSION
 from ballast.api.params import TrainingParams
 
 LABEL_POOL = "ballast.dev/pool"
@@ -198,22 +197,4 @@ def build_run(
             ],
         },
         "spec": spec.to_wire(),
-    }
-
-
-def deployment_patch(container: str, model: ModelRef, released_uri: str) -> dict[str, Any]:
-    """Point a serving container at a model (env + annotation); changing them rolls the Deployment."""
-    env = [
-        {"name": ENV_MODEL_URI, "value": released_uri},
-        {"name": ENV_MODEL_DIGEST, "value": model.digest},
-        {"name": ENV_MODEL_VERSION, "value": model.version},
-    ]
-    return {
-        "metadata": {"annotations": {ANNOTATION_MODEL: model.version}},
-        "spec": {
-            "template": {
-                "metadata": {"annotations": {ANNOTATION_MODEL: model.version}},
-                "spec": {"containers": [{"name": container, "env": env}]},
-            }
-        },
     }

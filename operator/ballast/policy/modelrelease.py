@@ -2,13 +2,15 @@
 
 `ReleaseObservation -> decide_release -> ReleaseAction`. The Deployment moves only to a model whose
 run passed, or needs review and carries an approval; otherwise the release is Blocked and nothing
-is touched. A rollout is watched until Available, recorded in history, or undone when it fails.
+is touched. A rollout is watched until Available, recorded in history, or undone when it fails;
+once Released, the pods are checked to run it (ModelDrift). The model reaches the pods through the
+release's own ConfigMap (ballast.policy.servingconfig), so Git's Deployment never drifts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Literal
@@ -22,6 +24,14 @@ from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import Eligibility, release_eligibility
 from ballast.policy.finetunerun import RunSummary
 from ballast.policy.manifests import LABEL_RELEASE
+from ballast.policy.servingconfig import (
+    ModelConfigView,
+    ModelSource,
+    PodView,
+    config_map_name,
+    drifted_pods,
+    how_to_read,
+)
 
 Rollout = Literal["Available", "Progressing", "Failed"]
 
@@ -31,9 +41,9 @@ class DeploymentView:
     name: str
     release: str | None  # the ModelRelease its `ballast.dev/model-release` label names (its opt-in)
     containers: tuple[str, ...]
-    serving: str | None  # the model version its pod template runs
     rollout: Rollout
     detail: str
+    sources: Mapping[str, ModelSource] = field(default_factory=dict)  # per container: where its model comes from
 
 
 @dataclass(frozen=True)
@@ -48,6 +58,9 @@ class ReleaseObservation:
     pool_status: FineTunePoolStatus | None
     runs: tuple[RunSummary, ...]  # the pool's runs
     last_editor: str | None = None  # who last changed the release's spec
+    uid: str = ""
+    model_config: ModelConfigView | None = None  # the release's ConfigMap, if it exists
+    pods: tuple[PodView, ...] = ()  # the Deployment's pods, as the kubelet runs them
 
 
 class ReleaseStep(StrEnum):
@@ -130,9 +143,11 @@ def _deadline(obs: ReleaseObservation) -> datetime | None:
 def _serving_desired(obs: ReleaseObservation, deployment: DeploymentView) -> ReleaseAction:
     spec, status = obs.spec, obs.status
     builder = _Builder(obs)
+    if status.current_model == spec.model and status.phase == "Released":
+        # Released already: a rollout now is the Deployment's own (Git changed its template), not
+        # ours to time out or undo. What its pods run is checked once it settles.
+        return _check_drift(obs) if deployment.rollout == "Available" else ReleaseAction(ReleaseStep.NOTHING, status)
     if deployment.rollout == "Available":
-        if status.current_model == spec.model and status.phase == "Released":
-            return ReleaseAction(ReleaseStep.NOTHING, status)
         first = status.history[0] if status.history and status.history[0].model.version == spec.model else None
         record = first or status.pending
         history = ([record] if record else []) + [h for h in status.history if h.model.version != spec.model]
@@ -153,6 +168,29 @@ def _serving_desired(obs: ReleaseObservation, deployment: DeploymentView) -> Rel
     builder.condition(ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, deployment.detail)
     progressing = builder.status(phase="Progressing", message=deployment.detail)
     return ReleaseAction(ReleaseStep.UPDATE_STATUS, progressing, wake_at=deadline)
+
+
+def _check_drift(obs: ReleaseObservation) -> ReleaseAction:
+    """Released: do the ready pods run it? ModelDrift says which do not (and when that ends)."""
+    status, config = obs.status, obs.model_config
+    drifted = drifted_pods(config_map_name(obs.name), config, obs.pods) if config else []
+    was = next((c for c in status.conditions if c.type == ReleaseCondition.MODEL_DRIFT), None)
+    drifting = was is not None and was.status == "True"
+    if drifted:
+        message = f"{len(drifted)} pod(s) do not run {obs.spec.model}: " + "; ".join(drifted[:5])
+        if drifting and was is not None and was.message == message:
+            return ReleaseAction(ReleaseStep.NOTHING, status)
+        builder = _Builder(obs)
+        builder.condition(ReleaseCondition.MODEL_DRIFT, True, Reason.MODEL_DRIFT, message)
+        event = Event(Reason.MODEL_DRIFT, message, warning=True)
+        return ReleaseAction(ReleaseStep.UPDATE_STATUS, builder.status(message=message), (event,))
+    if not drifting:
+        return ReleaseAction(ReleaseStep.NOTHING, status)
+    builder = _Builder(obs)
+    message = f"every ready pod runs {obs.spec.model}"
+    builder.condition(ReleaseCondition.MODEL_DRIFT, False, Reason.NO_DRIFT, message)
+    event = Event(Reason.NO_DRIFT, message)
+    return ReleaseAction(ReleaseStep.UPDATE_STATUS, builder.status(message=message), (event,))
 
 
 def _roll_back(obs: ReleaseObservation, deployment: DeploymentView) -> ReleaseAction:
@@ -200,7 +238,16 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
             Reason.DEPLOYMENT_NOT_OPTED_IN,
             f"Deployment {deployment.name} has not opted in: its owner sets the label {LABEL_RELEASE}={obs.name}",
         )
-    if deployment.serving == spec.model:
+    config_map = config_map_name(obs.name)
+    if obs.model_config is not None and obs.uid not in obs.model_config.owner_uids:
+        return blocked(
+            obs,
+            Reason.CONFIG_MAP_NOT_OWNED,
+            f"ConfigMap {config_map} exists and is not this release's: the operator will not overwrite it "
+            "(delete it, or name the release differently)",
+        )
+    serving = obs.model_config.version if obs.model_config else None
+    if serving == spec.model:
         return _serving_desired(obs, deployment)
     if status.failed_model == spec.model:
         if status.phase == "RolledBack":
@@ -233,6 +280,14 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
             Reason.DEPLOYMENT_NOT_FOUND,
             f"spec.deployment.container: {spec.deployment.container} is not a container of {deployment.name}",
         )
+    source = deployment.sources.get(container, ModelSource())
+    if not source.reads(config_map):
+        return blocked(
+            obs,
+            Reason.DEPLOYMENT_NOT_READING_MODEL,
+            f"{deployment.name} does not take its model from this release: "
+            + how_to_read(deployment.name, container, config_map, source),
+        )
     store = obs.pool.object_store
     target = model.evolve(
         uri=layout.s3_uri(store.bucket, store.prefix, layout.released_model(spec.pool, model.version))
@@ -255,13 +310,14 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         message=f"rolling out {spec.model}",
         rollout_started_at=obs.now,
         pending=record,
-        previous_model=deployment.serving,
+        previous_model=serving,
         failed_model=None,
         rollbacks=status.rollbacks + (1 if rollback else 0),
     )
     event = Event(
         Reason.ROLLING_BACK if rollback else Reason.ROLLOUT,
-        f"Patched Deployment {deployment.name}: {deployment.serving or 'nothing'} -> {spec.model} ({decision.message})",
+        f"ConfigMap {config_map} and Deployment {deployment.name}: {serving or 'nothing'} -> {spec.model} "
+        f"({decision.message})",
     )
     deadline = obs.now + timedelta(seconds=spec.progress_deadline_seconds)
     return ReleaseAction(
