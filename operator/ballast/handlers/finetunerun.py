@@ -63,7 +63,8 @@ def expected_job(
 ) -> dict[str, Any]:
     """The Job this run's stage must be, built the same way every time from what the run records:
     its plan (digest-checked), and the trainer image its first Job ran (an operator upgrade does
-    not disown Jobs already running)."""
+    not disown Jobs already running). The pool's `jobs` settings shape it (queue, priority, volumes)
+    without changing what it runs, so a pool edited meanwhile does not disown it either."""
     status = FineTuneRunStatus.model_validate(body.get("status") or {})
     assert status.plan is not None
     return build_job(
@@ -76,6 +77,7 @@ def expected_job(
         store=pool.object_store,
         plan_uri=status.plan.uri,
         plan_digest=status.plan.digest,
+        jobs=pool.jobs,
     )
 
 
