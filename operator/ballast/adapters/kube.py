@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
 from ballast.api.contracts import TerminationReport
+from ballast.api.jobs import KUEUE_QUEUE_LABEL
 from ballast.api.modelrelease import ANNOTATION_MODEL
 from ballast.policy.conditions import Event
 from ballast.policy.finetunerun import JobState, JobView
@@ -229,7 +230,8 @@ def read_job(clients: Clients, namespace: str, expected: dict[str, Any]) -> JobV
             return JobView(JobState.SUCCEEDED, foreign=foreign, reported=_reported(clients, namespace, job, expected))
         if condition.type == "Failed":
             return JobView(JobState.FAILED, condition.reason or "Failed", foreign=foreign)
-    return JobView(JobState.ACTIVE, foreign=foreign)
+    queue = (job.metadata.labels or {}).get(KUEUE_QUEUE_LABEL, "")
+    return JobView(JobState.ACTIVE, foreign=foreign, suspended=bool(job.spec.suspend), queue=queue)
 
 
 def _reported(clients: Clients, namespace: str, job: Any, expected: dict[str, Any]) -> TerminationReport | None:
