@@ -13,7 +13,7 @@ from kubernetes import client
 
 from ballast_dev.testing.datasets import write_pool_samples
 from ballast_dev.testing.kube import eventually
-from tests.integration.test_operator import GROUP, VERSION, a_pool, get, jobs, kubectl, runs, start_pool
+from tests.integration.test_operator import GROUP, VERSION, a_pool, get, jobs, kubectl, run_phase, runs, start_pool
 
 RUN, JOB = "invoices-run-1", "invoices-run-1-train"
 
@@ -120,3 +120,17 @@ OK_VOLUMES = {
     "volumes": [{"name": "cache", "persistentVolumeClaim": {"claimName": "yolo-cache"}}],
     "volumeMounts": [{"name": "cache", "mountPath": "/mnt/cache", "readOnly": False}],
 }
+
+
+def test_a_job_the_apiserver_refuses_fails_its_run_with_the_apiservers_answer(
+    kube, namespace, store_secret, pool_store, operator_process, cluster
+):
+    # The schema passes volume sources on as written; this one the apiserver refuses in a Job.
+    write_pool_samples(pool_store, "invoices", range(50))
+    start_pool(kube, cluster, namespace, pool_store, jobs={"volumes": [{"name": "settings", "configMap": {}}]})
+    run = eventually(lambda: run_phase(kube, namespace, RUN), 60, what="run finished")
+    assert run["status"]["phase"] == "Failed"
+    message = run["status"]["message"]
+    assert message.startswith(f"JobRefused: the apiserver refused Job {JOB}: ") and "configMap.name" in message
+    assert jobs(kube, namespace) == []
+    assert run_events(kube, namespace, "JobRefused") == [message]

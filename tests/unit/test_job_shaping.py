@@ -10,11 +10,14 @@ import pytest
 from pydantic import ValidationError
 
 from ballast.api.common import ObjectStoreSpec, SecretKeyRef
+from ballast.api.conditions import Reason
 from ballast.api.jobs import JobSettings
 from ballast.api.params import TrainingParams
+from ballast.policy.finetunerun import RunStep, job_refused
 from ballast.policy.manifests import LABEL_RUN, build_job
 
 from .builders import a_pool_spec
+from .test_run_reconcile import PLANNED, observe
 
 STORE = ObjectStoreSpec(endpoint="minio:9000", bucket="ballast", credentials_secret_ref=SecretKeyRef(name="s"))
 VOLUMES = {
@@ -234,3 +237,13 @@ def test_every_stage_of_a_run_waits_in_the_same_queue(stage: str) -> None:
 def test_bad_job_settings_are_refused_naming_the_field(jobs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         a_pool_spec(jobs=jobs)
+
+
+def test_a_job_the_apiserver_refuses_fails_the_run_naming_the_refusal() -> None:
+    answer = 'Job.batch "r-train" is invalid: spec.template.spec.volumes[2].configMap.name: Required value'
+    action = job_refused(observe(PLANNED), "train", answer)
+    assert action.step is RunStep.FAIL and action.status.phase == "Failed"
+    assert action.status.message == f"JobRefused: the apiserver refused Job r-train: {answer}"
+    trained = next(c for c in action.status.conditions if c.type == "Trained")
+    assert (trained.status, trained.reason) == ("False", "JobFailed")
+    assert [(e.reason, e.warning) for e in action.events] == [(Reason.JOB_REFUSED, True)]

@@ -106,6 +106,9 @@ class Reason(StrEnum):
     Trained condition says so for a training Job, and an event is posted when the wait starts."""
     JOB_RUNNING = "JobRunning"
     """The training Job runs (created without a queue, or admitted by Kueue) and has not finished."""
+    JOB_REFUSED = "JobRefused"
+    """The apiserver refused the run's Job as invalid (e.g. a volume source in the pool's `jobs`): the run
+    fails; the message carries the apiserver's answer."""
     JOB_NOT_OURS = "JobNotOurs"
     """A Job under the run's deterministic name is not the one the operator built: the run fails."""
     RESULT_UNVERIFIED = "ResultUnverified"

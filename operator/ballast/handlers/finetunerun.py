@@ -39,6 +39,7 @@ from ballast.policy.finetunerun import (
     RunObservation,
     RunStep,
     decide_run,
+    job_refused,
     plan_refused,
     planned,
     training_stage,
@@ -229,7 +230,10 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
 def create_job(scope: Scope, action: RunAction) -> RunAction:
     assert action.stage is not None and scope.obs.plan is not None
     job = expected_job(scope.ctx, scope.body, scope.obs.plan, scope.pool, action.stage)
-    created = kube.create_job(scope.ctx.clients, scope.key.namespace, job)
+    try:
+        created = kube.create_job(scope.ctx.clients, scope.key.namespace, job)
+    except kube.JobInvalid as refusal:
+        return job_refused(scope.obs, action.stage, str(refusal))
     image = job["spec"]["template"]["spec"]["containers"][0]["image"]
     status = action.status.evolve(jobs=action.status.jobs.evolve(image=image))
     return replace(action, status=status, events=action.events if created else ())  # a retried step says nothing twice

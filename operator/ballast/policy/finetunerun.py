@@ -179,6 +179,12 @@ def _fail(obs: RunObservation, reason: Reason, message: str, stage: Stage | None
     return RunAction(RunStep.FAIL, status, (Event(reason, message, warning=True),), stage=stage)
 
 
+def job_refused(obs: RunObservation, stage: Stage, message: str) -> RunAction:
+    """The apiserver refused the stage's Job as invalid (a pool's `jobs` volume source it cannot
+    accept): the run fails naming what was refused, since a retry would be refused the same way."""
+    return _fail(obs, Reason.JOB_REFUSED, f"the apiserver refused Job {job_name(obs.name, stage)}: {message}", stage)
+
+
 def _job_failure(obs: RunObservation, reason: Reason, stage: Stage, job: JobView) -> RunAction:
     message = f"{reason}: Job {job_name(obs.name, stage)} {job.reason or 'failed'}"
     if job.detail:
