@@ -50,7 +50,11 @@ def test_every_schema_node_is_structural(resource) -> None:
     ("kind", "short", "columns"),
     [
         ("FineTunePool", "ftp", ["Verified", "Since-Last-Run", "Base", "Active-Run", "Age"]),
-        ("FineTuneRun", "ftr", ["Pool", "Kind", "Phase", "Verdict", "mAP50-Drop", "Det-Rate", "Model", "Age"]),
+        (
+            "FineTuneRun",
+            "ftr",
+            ["Pool", "Kind", "Phase", "Queued", "Verdict", "mAP50-Drop", "Det-Rate", "Model", "Age"],
+        ),
         ("ModelRelease", "mrel", ["Deployment", "Model", "Desired", "Phase", "Age"]),
     ],
 )

@@ -7,6 +7,7 @@ for it): everything it returns is a plain dict or one of the policy layer's view
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from ballast.adapters.objectstore import ObjectStore
 from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
 from ballast.api.contracts import TerminationReport
+from ballast.api.jobs import KUEUE_QUEUE_LABEL
 from ballast.api.modelrelease import ANNOTATION_WRITTEN_AT, ENV_MODEL_VERSION
 from ballast.policy.conditions import Event
 from ballast.policy.finetunerun import JobState, JobView
@@ -207,10 +209,30 @@ def patch_status(
 
 
 # ---- Jobs ----------------------------------------------------------------------------------------------
+class JobInvalid(RuntimeError):
+    """The apiserver refused a Job as invalid (422): the same Job would be refused again."""
+
+
 def create_job(clients: Clients, namespace: str, job: dict[str, Any]) -> bool:
-    """Create a Job under its deterministic name; False when it already exists."""
-    _, created = create_or_get(clients.batch.create_namespaced_job, clients.batch.read_namespaced_job, namespace, job)
+    """Create a Job under its deterministic name; False when it already exists. JobInvalid when
+    the apiserver refuses it as invalid (what a pool's `jobs` volume sources pass on unchecked)."""
+    try:
+        _, created = create_or_get(
+            clients.batch.create_namespaced_job, clients.batch.read_namespaced_job, namespace, job
+        )
+    except ApiException as error:
+        if error.status != 422:
+            raise
+        raise JobInvalid(_status_message(error)) from None
     return created
+
+
+def _status_message(error: ApiException) -> str:
+    """The message of the Status an apiserver answered with (else its reason)."""
+    try:
+        return str(json.loads(error.body or "{}").get("message") or error.reason)[:800]
+    except ValueError:
+        return str(error.reason)
 
 
 def read_job(clients: Clients, namespace: str, expected: dict[str, Any]) -> JobView:
@@ -230,7 +252,8 @@ def read_job(clients: Clients, namespace: str, expected: dict[str, Any]) -> JobV
             return JobView(JobState.SUCCEEDED, foreign=foreign, reported=_reported(clients, namespace, job, expected))
         if condition.type == "Failed":
             return JobView(JobState.FAILED, condition.reason or "Failed", foreign=foreign)
-    return JobView(JobState.ACTIVE, foreign=foreign)
+    queue = (job.metadata.labels or {}).get(KUEUE_QUEUE_LABEL, "")
+    return JobView(JobState.ACTIVE, foreign=foreign, suspended=bool(job.spec.suspend), queue=queue)
 
 
 def _reported(clients: Clients, namespace: str, job: Any, expected: dict[str, Any]) -> TerminationReport | None:

@@ -22,7 +22,8 @@ class RunCondition(StrEnum):
     PLANNED = "Planned"
     """True when the RunPlan (sample mix and seed) is written to the object store."""
     TRAINED = "Trained"
-    """True when the training Job succeeded and its TrainResult was read back."""
+    """True when the training Job succeeded and its TrainResult was read back; False with reason Queued while
+    the Job waits in a Kueue queue, JobRunning while it runs, JobFailed once it failed."""
     GATE1_REGRESSION = "Gate1Regression"
     """True when Gate 1 (mAP50 drop on the held-out test set) passed; reason carries the verdict."""
     GATE2_NEW_SAMPLES = "Gate2NewSamples"
@@ -102,6 +103,14 @@ class Reason(StrEnum):
     """Event: the run was created by `ballast runs retry` on the samples of a failed or rejected run."""
     CREATED_JOB = "CreatedJob"
     """Event: the run created its training or gate Job."""
+    QUEUED = "Queued"
+    """The run's Job is suspended, waiting in a Kueue queue to be admitted (`status.queued` names it); the
+    Trained condition says so for a training Job, and an event is posted when the wait starts."""
+    JOB_RUNNING = "JobRunning"
+    """The training Job runs (created without a queue, or admitted by Kueue) and has not finished."""
+    JOB_REFUSED = "JobRefused"
+    """The apiserver refused the run's Job as invalid (e.g. a volume source in the pool's `jobs`): the run
+    fails; the message carries the apiserver's answer."""
     JOB_NOT_OURS = "JobNotOurs"
     """A Job under the run's deterministic name is not the one the operator built: the run fails."""
     RESULT_UNVERIFIED = "ResultUnverified"

@@ -10,6 +10,7 @@ from pydantic import Field
 from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStoreSpec, StatusModel
 from ballast.api.contracts import BaseEvaluation
 from ballast.api.finetunerun import SampleSnapshot
+from ballast.api.jobs import JobSettings
 from ballast.api.params import GateThresholds, Mixing, RebaseParams, TrainingParams
 
 KIND = "FineTunePool"
@@ -47,6 +48,11 @@ class FineTunePoolSpec(Model):
     training: TrainingParams = Field(default_factory=TrainingParams)
     gates: GateThresholds = Field(default_factory=GateThresholds)
     rebase: RebaseParams = Field(default_factory=RebaseParams)
+    jobs: JobSettings = Field(
+        default_factory=JobSettings,
+        description="How the training and gate Jobs are shaped for the cluster: Kueue queue, priority class, pod "
+        "labels and annotations, image pull secrets, extra volumes.",
+    )
     suspend: bool = Field(False, description="Stop starting new runs (status keeps updating).")
 
 

@@ -120,6 +120,11 @@ class FineTuneRunStatus(StatusModel):
     phase: Phase = "Pending"
     verdict: Verdict | None = None
     message: str = ""
+    queued: str | None = Field(
+        None,
+        description="The Kueue queue the run's current Job waits in, suspended (absent while it runs): the Job "
+        "was created in `jobs.queueName` and Kueue has not admitted it yet.",
+    )
     plan: PlanSummary | None = None
     snapshot: SampleSnapshot | None = None
     jobs: JobNames = Field(default_factory=JobNames)
@@ -136,6 +141,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Pool", "type": "string", "jsonPath": ".spec.pool"},
     {"name": "Kind", "type": "string", "jsonPath": ".spec.kind"},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    {"name": "Queued", "type": "string", "jsonPath": ".status.queued"},
     {"name": "Verdict", "type": "string", "jsonPath": ".status.verdict"},
     {"name": "mAP50-Drop", "type": "number", "jsonPath": ".status.gates.map50Drop"},
     {"name": "Det-Rate", "type": "number", "jsonPath": ".status.gates.detectionRate"},

@@ -39,6 +39,7 @@ from ballast.policy.finetunerun import (
     RunObservation,
     RunStep,
     decide_run,
+    job_refused,
     plan_refused,
     planned,
     training_stage,
@@ -63,7 +64,8 @@ def expected_job(
 ) -> dict[str, Any]:
     """The Job this run's stage must be, built the same way every time from what the run records:
     its plan (digest-checked), and the trainer image its first Job ran (an operator upgrade does
-    not disown Jobs already running)."""
+    not disown Jobs already running). The pool's `jobs` settings shape it (queue, priority, volumes)
+    without changing what it runs, so a pool edited meanwhile does not disown it either."""
     status = FineTuneRunStatus.model_validate(body.get("status") or {})
     assert status.plan is not None
     return build_job(
@@ -76,6 +78,7 @@ def expected_job(
         store=pool.object_store,
         plan_uri=status.plan.uri,
         plan_digest=status.plan.digest,
+        jobs=pool.jobs,
     )
 
 
@@ -227,7 +230,10 @@ def write_plan(scope: Scope, action: RunAction) -> RunAction:
 def create_job(scope: Scope, action: RunAction) -> RunAction:
     assert action.stage is not None and scope.obs.plan is not None
     job = expected_job(scope.ctx, scope.body, scope.obs.plan, scope.pool, action.stage)
-    created = kube.create_job(scope.ctx.clients, scope.key.namespace, job)
+    try:
+        created = kube.create_job(scope.ctx.clients, scope.key.namespace, job)
+    except kube.JobInvalid as refusal:
+        return job_refused(scope.obs, action.stage, str(refusal))
     image = job["spec"]["template"]["spec"]["containers"][0]["image"]
     status = action.status.evolve(jobs=action.status.jobs.evolve(image=image))
     return replace(action, status=status, events=action.events if created else ())  # a retried step says nothing twice

@@ -19,6 +19,7 @@ from ballast.api.finetunerun import (
     TERMINAL_PHASES,
     FineTuneRunSpec,
     FineTuneRunStatus,
+    JobNames,
     Phase,
     PlanSummary,
     RunKind,
@@ -44,10 +45,12 @@ class JobState(StrEnum):
 @dataclass(frozen=True)
 class JobView:
     state: JobState
-    reason: str = ""  # a failed Job's condition reason (BackoffLimitExceeded, DeadlineExceeded, ...)
+    reason: str = ""  # a failed Job's condition reason (BackoffLimitExceeded, DeadlineExceeded, PodFailurePolicy, ...)
     detail: str = ""  # why it failed: the trainer's error document, else the pod's termination
     foreign: str = ""  # why the Job under the run's name is not the one the operator built
     reported: TerminationReport | None = None  # what its succeeded pod wrote to its termination message
+    suspended: bool = False  # an active Job that is suspended: waiting for Kueue (or a person) to admit it
+    queue: str = ""  # the Kueue queue it waits in (its kueue.x-k8s.io/queue-name label)
 
 
 NO_JOB = JobView(JobState.MISSING)
@@ -172,8 +175,14 @@ def _fail(obs: RunObservation, reason: Reason, message: str, stage: Stage | None
     message = (message if message.startswith(f"{reason}:") else f"{reason}: {message}")[:1000]
     if stage in ("train", "rebase"):
         builder.condition(RunCondition.TRAINED, False, Reason.JOB_FAILED, message)
-    status = builder.status(phase="Failed", message=message, finished_at=obs.now)
+    status = builder.status(phase="Failed", message=message, finished_at=obs.now, queued=None)
     return RunAction(RunStep.FAIL, status, (Event(reason, message, warning=True),), stage=stage)
+
+
+def job_refused(obs: RunObservation, stage: Stage, message: str) -> RunAction:
+    """The apiserver refused the stage's Job as invalid (a pool's `jobs` volume source it cannot
+    accept): the run fails naming what was refused, since a retry would be refused the same way."""
+    return _fail(obs, Reason.JOB_REFUSED, f"the apiserver refused Job {job_name(obs.name, stage)}: {message}", stage)
 
 
 def _job_failure(obs: RunObservation, reason: Reason, stage: Stage, job: JobView) -> RunAction:
@@ -191,14 +200,40 @@ def _stage_step(obs: RunObservation, stage: Stage, job: JobView, phase: Phase) -
     if job.foreign:
         return _fail(obs, Reason.JOB_NOT_OURS, f"Job {name} is not the one the operator built: {job.foreign}", stage)
     if job.state is JobState.MISSING:
-        event = Event(Reason.CREATED_JOB, f"Created Job {name}")
-        status = builder.status(phase=phase, jobs=jobs, message=f"Job {name} running")
-        return RunAction(RunStep.CREATE_JOB, status, (event,), stage=stage)
+        # A Job named to a Kueue queue is created suspended: it waits from the start.
+        queue = obs.pool.jobs.queue_name if obs.pool is not None else None
+        status, events = _job_waiting(builder, stage, phase, jobs, queue)
+        return RunAction(RunStep.CREATE_JOB, status, (Event(Reason.CREATED_JOB, f"Created Job {name}"), *events), stage)
     if job.state is JobState.ACTIVE:
-        return RunAction(RunStep.WAIT, builder.status(phase=phase, jobs=jobs))
+        status, events = _job_waiting(builder, stage, phase, jobs, (job.queue or NO_QUEUE) if job.suspended else None)
+        return RunAction(RunStep.WAIT, status, events)
     if job.state is JobState.FAILED:
         return _job_failure(obs, Reason.GATING_FAILED if stage == "gate" else Reason.TRAINING_FAILED, stage, job)
     return None
+
+
+# What status.queued says of a suspended Job that names no Kueue queue (suspended by hand).
+NO_QUEUE = "(no queue)"
+
+
+def _job_waiting(
+    builder: _Builder, stage: Stage, phase: Phase, jobs: JobNames, queued: str | None
+) -> tuple[FineTuneRunStatus, tuple[Event, ...]]:
+    """A stage's Job that has not finished: running, or suspended in a queue (`queued`), which the
+    message, status.queued (a printer column) and, for training, the Trained condition say. The
+    Queued event is posted once, when the run starts waiting in that queue."""
+    name = job_name(builder.obs.name, stage)
+    if queued is None:
+        message = f"Job {name} running"
+        if stage != "gate":
+            builder.condition(RunCondition.TRAINED, False, Reason.JOB_RUNNING, message)
+        return builder.status(phase=phase, jobs=jobs, message=message, queued=None), ()
+    where = f"in Kueue queue {queued}" if queued != NO_QUEUE else "(it names no Kueue queue)"
+    message = f"{Reason.QUEUED}: Job {name} is suspended {where} until it is admitted"
+    if stage != "gate":
+        builder.condition(RunCondition.TRAINED, False, Reason.QUEUED, message)
+    events = () if builder.obs.status.queued == queued else (Event(Reason.QUEUED, message),)
+    return builder.status(phase=phase, jobs=jobs, message=message, queued=queued), events
 
 
 def decide_run(obs: RunObservation) -> RunAction:

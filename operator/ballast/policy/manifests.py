@@ -10,6 +10,7 @@ from typing import Any
 from ballast.api.common import API_VERSION, ObjectStoreSpec
 from ballast.api.finetunerun import KIND as RUN_KIND
 from ballast.api.finetunerun import FineTuneRunSpec
+from ballast.api.jobs import KUEUE_QUEUE_LABEL, JobSettings
 from ballast.api.params import TrainingParams
 
 LABEL_POOL = "ballast.dev/pool"
@@ -21,6 +22,9 @@ LABEL_RELEASE = "ballast.dev/model-release"
 # Where a trainer stage reports its result's digest: the container's termination message file
 # (inside the scratch emptyDir, so the image's root can stay read-only).
 TERMINATION_LOG = "/scratch/termination-log"
+# The trainer's exit code for a stage that refused its plan (ballast_trainer.common.fail): the same
+# plan is refused again, so a retry would only spend GPU time.
+EXIT_REFUSED = 3
 MANAGED_BY = {"app.kubernetes.io/managed-by": "ballast"}
 
 Stage = str  # "train" | "gate" | "rebase"
@@ -71,14 +75,18 @@ def build_job(
     store: ObjectStoreSpec,
     plan_uri: str,
     plan_digest: str,
+    jobs: JobSettings | None = None,
 ) -> dict[str, Any]:
     """The training (or gate) Job of a run: the operator's trainer image, GPUs, placement, limits,
     owner reference. The plan's digest travels on the command line: the trainer refuses any other
     plan. The stage reports its result's digest in the termination message.
 
     The gate Job gets the same image, GPUs and placement as the training Job: it evaluates both
-    models on the same kind of hardware the candidate was trained on.
+    models on the same kind of hardware the candidate was trained on. Both are shaped by the pool's
+    `jobs` settings (Kueue queue, priority class, pod labels, pull secrets, volumes), which never
+    override Ballast's own labels, volumes or container.
     """
+    jobs = jobs or JobSettings()
     labels = {LABEL_POOL: pool, LABEL_RUN: run, LABEL_STAGE: stage, **MANAGED_BY}
     resources: dict[str, Any] = {
         "requests": dict(training.resources.requests),
@@ -91,6 +99,8 @@ def build_job(
     if needs_shared_memory(stage, training):
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    volumes += [v.to_wire() for v in jobs.volumes]
+    mounts += [m.to_wire() for m in jobs.volume_mounts]
     container = {
         "name": "trainer",
         "image": image,
@@ -135,20 +145,46 @@ def build_job(
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }
+    if jobs.priority_class_name:
+        pod_spec["priorityClassName"] = jobs.priority_class_name
+    if jobs.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [s.to_wire() for s in jobs.image_pull_secrets]
+    pod_metadata: dict[str, Any] = {"labels": {**jobs.pod_labels, **labels}}
+    if jobs.pod_annotations:
+        pod_metadata["annotations"] = dict(jobs.pod_annotations)
+    job_labels = dict(labels)
+    if jobs.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = jobs.queue_name
+    spec: dict[str, Any] = {
+        "backoffLimit": training.backoff_limit,
+        "activeDeadlineSeconds": training.active_deadline_seconds,
+        "podFailurePolicy": POD_FAILURE_POLICY,
+        "template": {"metadata": pod_metadata, "spec": pod_spec},
+    }
+    if jobs.queue_name:
+        # Kueue's webhook suspends a labelled Job at creation; creating it suspended ourselves keeps
+        # it waiting where the webhook is absent or late. Kueue admits it by unsuspending it.
+        spec["suspend"] = True
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
             "name": job_name(run, stage),
-            "labels": labels,
+            "labels": job_labels,
             "ownerReferences": [owner_reference(RUN_KIND, run, run_uid)],
         },
-        "spec": {
-            "backoffLimit": training.backoff_limit,
-            "activeDeadlineSeconds": training.active_deadline_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
-        },
+        "spec": spec,
     }
+
+
+# A pod lost to a node drain, preemption or eviction (the DisruptionTarget condition) is not the
+# trainer failing: it does not count against backoffLimit. A refused plan fails the Job at once.
+POD_FAILURE_POLICY: dict[str, Any] = {
+    "rules": [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+        {"action": "FailJob", "onExitCodes": {"containerName": "trainer", "operator": "In", "values": [EXIT_REFUSED]}},
+    ]
+}
 
 
 def job_differences(actual: dict[str, Any], expected: dict[str, Any]) -> str:
