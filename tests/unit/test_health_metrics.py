@@ -26,8 +26,8 @@ from .builders import T0, a_run_spec
 README = Path(__file__).resolve().parents[2] / "README.md"
 RUN = Key(RUNS, "ml", "invoices-3")
 RELEASE = Key(RELEASES, "ml", "invoices-detector")
-APPROVED = Condition(type=RunCondition.APPROVED, status="True", reason="Approved")
-UNAPPROVED = Condition(type=RunCondition.APPROVED, status="False", reason="ApprovalRequired")
+APPROVED = Condition(type=RunCondition.APPROVED, status="True", reason="Approved", last_transition_time=T0)
+UNAPPROVED = Condition(type=RunCondition.APPROVED, status="False", reason="ApprovalRequired", last_transition_time=T0)
 
 
 def waiting_since(metrics: OperatorMetrics, run: str = "invoices-3") -> float | None:

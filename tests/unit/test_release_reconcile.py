@@ -179,7 +179,11 @@ def test_a_rollout_that_does_not_become_available(rollout: str, minutes: int, st
 
 def test_a_model_that_failed_to_roll_out_is_not_retried_until_spec_changes() -> None:
     failed = ModelReleaseStatus(phase="RolledBack", failed_model="ft_v1.1", current_model="base_v1")
-    action = decide_release(observe(runs=(a_run_summary(),), dep=deployment("base_v1"), status=failed))
+    first = decide_release(observe(runs=(a_run_summary(),), dep=deployment("base_v1"), status=failed))
+    # A status written before the summary conditions existed gets them; the Deployment is not touched.
+    assert first.step is ReleaseStep.UPDATE_STATUS and first.target is None
+    assert [c.type for c in first.status.conditions] == ["Ready", "Stalled"]
+    action = decide_release(observe(runs=(a_run_summary(),), dep=deployment("base_v1"), status=first.status))
     assert action.step is ReleaseStep.NOTHING
 
 
@@ -200,3 +204,11 @@ def test_a_version_two_runs_produced_differently_is_never_released() -> None:
     assert action.step is ReleaseStep.BLOCK
     blocked = next(c for c in action.status.conditions if c.type == "Blocked")
     assert blocked.reason == "ModelAmbiguous" and "p-run-1" in blocked.message and "p-run-2" in blocked.message
+
+
+def test_a_blocked_release_is_stalled_with_the_reason_it_is_blocked() -> None:
+    action = decide_release(observe(runs=(a_run_summary(verdict="Review"),)))
+    summary = {c.type: (c.status, c.reason, c.observed_generation) for c in action.status.conditions}
+    assert summary["Ready"] == ("False", "RunNotApproved", 2)
+    assert summary["Stalled"] == ("True", "RunNotApproved", 2)
+    assert "Reconciling" not in summary

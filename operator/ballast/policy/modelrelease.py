@@ -22,6 +22,7 @@ from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import Eligibility, release_eligibility
 from ballast.policy.finetunerun import RunSummary
 from ballast.policy.manifests import LABEL_RELEASE
+from ballast.policy.summary import summarize_release
 
 Rollout = Literal["Available", "Progressing", "Failed"]
 
@@ -107,10 +108,20 @@ class _Builder:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
 
     def status(self, **changes: object) -> ModelReleaseStatus:
+        """The new status: `changes`, these conditions and the kstatus summary (Ready, Reconciling, Stalled)."""
         obs = self.obs
-        return obs.status.evolve(
+        new = obs.status.evolve(
             **changes, conditions=self.conditions, observed_generation=obs.generation, desired_model=obs.spec.model
         )
+        return summarize_release(new, obs.now)
+
+
+def unchanged(obs: ReleaseObservation) -> ReleaseAction:
+    """Nothing to do, unless the status lacks its summary (written by an operator before it had one)."""
+    summarized = summarize_release(obs.status, obs.now)
+    if summarized == obs.status:
+        return ReleaseAction(ReleaseStep.NOTHING, obs.status)
+    return ReleaseAction(ReleaseStep.UPDATE_STATUS, summarized)
 
 
 def blocked(obs: ReleaseObservation, reason: Reason, message: str) -> ReleaseAction:
@@ -132,7 +143,7 @@ def _serving_desired(obs: ReleaseObservation, deployment: DeploymentView) -> Rel
     builder = _Builder(obs)
     if deployment.rollout == "Available":
         if status.current_model == spec.model and status.phase == "Released":
-            return ReleaseAction(ReleaseStep.NOTHING, status)
+            return unchanged(obs)
         first = status.history[0] if status.history and status.history[0].model.version == spec.model else None
         record = first or status.pending
         history = ([record] if record else []) + [h for h in status.history if h.model.version != spec.model]
@@ -204,7 +215,7 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         return _serving_desired(obs, deployment)
     if status.failed_model == spec.model:
         if status.phase == "RolledBack":
-            return ReleaseAction(ReleaseStep.NOTHING, status)
+            return unchanged(obs)
         return blocked(
             obs,
             Reason.ROLLOUT_FAILED,
