@@ -212,3 +212,15 @@ def test_a_blocked_release_is_stalled_with_the_reason_it_is_blocked() -> None:
     assert summary["Ready"] == ("False", "RunNotApproved", 2)
     assert summary["Stalled"] == ("True", "RunNotApproved", 2)
     assert "Reconciling" not in summary
+
+
+def test_a_spec_change_that_moves_nothing_still_records_the_generation_it_saw() -> None:
+    # kstatus (Flux) waits while status.observedGeneration lags metadata.generation: historyLimit edited.
+    settled = decide_release(observe(dep=deployment("ft_v1.1"), status=ModelReleaseStatus(phase="Released")))
+    released = settled.status.evolve(observed_generation=1)
+    action = decide_release(observe(dep=deployment("ft_v1.1"), status=released))
+    assert action.step is ReleaseStep.UPDATE_STATUS and action.target is None
+    assert action.status.observed_generation == 2
+    assert {c.type: c.observed_generation for c in action.status.conditions}["Ready"] == 2
+    again = decide_release(observe(dep=deployment("ft_v1.1"), status=action.status))
+    assert again.step is ReleaseStep.NOTHING

@@ -117,11 +117,13 @@ class _Builder:
 
 
 def unchanged(obs: ReleaseObservation) -> ReleaseAction:
-    """Nothing to do, unless the status lacks its summary (written by an operator before it had one)."""
-    summarized = summarize_release(obs.status, obs.now)
-    if summarized == obs.status:
+    """Nothing to do, unless the status lags: a spec change that moves nothing (historyLimit) still
+    records the generation it saw (kstatus waits until it does), and a status written before the
+    summary conditions existed gets them."""
+    current = _Builder(obs).status()
+    if current == obs.status:
         return ReleaseAction(ReleaseStep.NOTHING, obs.status)
-    return ReleaseAction(ReleaseStep.UPDATE_STATUS, summarized)
+    return ReleaseAction(ReleaseStep.UPDATE_STATUS, current)
 
 
 def blocked(obs: ReleaseObservation, reason: Reason, message: str) -> ReleaseAction:
