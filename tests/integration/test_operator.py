@@ -268,9 +268,15 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     assert gates["gate1"] == "Pass" and 0.0 <= gates["detectionRate"] <= 1.0
     table = kubectl(cluster, "get", "ftr", "-n", namespace)
     header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
-    assert header == ["NAME", "POOL", "KIND", "PHASE", "VERDICT", "MAP50-DROP", "DET-RATE", "MODEL", "AGE"]
+    assert header == ["NAME", "POOL", "KIND", "PHASE", "VERDICT", "MAP50-DROP", "DET-RATE", "MODEL", "READY", "AGE"]
     assert row[:5] == ["invoices-run-1", "invoices", "FineTune", "Succeeded", "Pass"] and row[7] == "ft_v1.1"
     assert float(row[5]) == pytest.approx(gates["map50Drop"], abs=1e-3)
+    # The kstatus summary Flux and Argo CD read: Ready, for the generation the status was computed for.
+    assert row[8] == "True"
+    generation = run["metadata"]["generation"]
+    assert status["observedGeneration"] == generation
+    assert (conditions["Ready"]["status"], conditions["Ready"]["observedGeneration"]) == ("True", generation)
+    assert not {"Reconciling", "Stalled"} & set(conditions)
 
     # A Pass model reaches the Deployment through a ModelRelease.
     client.AppsV1Api(kube).create_namespaced_deployment(namespace, serving_deployment("detector"))
@@ -287,6 +293,26 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     )
     eventually(lambda: release_status(kube, namespace).get("phase") == "Released", 120, what="released")
     assert served_version(kube, namespace) == "ft_v1.1"
+    table = kubectl(cluster, "get", "mrel", "-n", namespace, "detector")
+    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
+    assert header == ["NAME", "DEPLOYMENT", "MODEL", "PHASE", "READY", "AGE"]
+    assert row[1:5] == ["detector", "ft_v1.1", "Released", "True"]
+    wide = kubectl(cluster, "get", "mrel", "-n", namespace, "detector", "-o", "wide").splitlines()[0].split()
+    assert wide == ["NAME", "DEPLOYMENT", "MODEL", "DESIRED", "PHASE", "READY", "MESSAGE", "AGE"]
+    # A release whose Deployment does not exist is Blocked: Stalled for kstatus, never healthy.
+    create(kube, namespace, "modelreleases", a_release("ghost", "invoices", "ft_v1.1"))
+    eventually(lambda: release_status(kube, namespace, "ghost").get("phase") == "Blocked", 60, what="ghost blocked")
+    ghost = get(kube, namespace, "modelreleases", "ghost")
+    summary = {c["type"]: c for c in ghost["status"]["conditions"]}
+    generation = ghost["metadata"]["generation"]
+    assert ghost["status"]["observedGeneration"] == generation
+    for type_, status_ in (("Ready", "False"), ("Stalled", "True")):
+        condition = summary[type_]
+        assert (condition["status"], condition["reason"]) == (status_, "DeploymentNotFound")
+        assert condition["observedGeneration"] == generation
+    assert "Reconciling" not in summary
+    row = kubectl(cluster, "get", "mrel", "-n", namespace, "ghost").splitlines()[1].split()
+    assert row[-3:-1] == ["Blocked", "False"]  # PHASE, READY (no MODEL: kubectl leaves it blank)
     history = release_status(kube, namespace)["history"]
     assert history[0]["model"]["version"] == "ft_v1.1" and history[0]["verdict"] == "Pass"
     assert pool_store.exists(layout.released_model("invoices", "ft_v1.1"))

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
@@ -49,13 +50,25 @@ def test_every_schema_node_is_structural(resource) -> None:
 @pytest.mark.parametrize(
     ("kind", "short", "columns"),
     [
-        ("FineTunePool", "ftp", ["Verified", "Since-Last-Run", "Base", "Active-Run", "Age"]),
+        ("FineTunePool", "ftp", ["Verified", "Since-Last-Run", "Base", "Active-Run", "Ready", "Message", "Age"]),
         (
             "FineTuneRun",
             "ftr",
-            ["Pool", "Kind", "Phase", "Queued", "Verdict", "mAP50-Drop", "Det-Rate", "Model", "Age"],
+            [
+                "Pool",
+                "Kind",
+                "Phase",
+                "Queued",
+                "Verdict",
+                "mAP50-Drop",
+                "Det-Rate",
+                "Model",
+                "Ready",
+                "Message",
+                "Age",
+            ],
         ),
-        ("ModelRelease", "mrel", ["Deployment", "Model", "Desired", "Phase", "Age"]),
+        ("ModelRelease", "mrel", ["Deployment", "Model", "Desired", "Phase", "Ready", "Message", "Age"]),
     ],
 )
 def test_printer_columns_and_short_names(kind: str, short: str, columns: list[str]) -> None:
@@ -66,6 +79,36 @@ def test_printer_columns_and_short_names(kind: str, short: str, columns: list[st
     version = definition["spec"]["versions"][0]
     assert [c["name"] for c in version["additionalPrinterColumns"]] == columns
     assert version["subresources"] == {"status": {}}
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+def test_ready_shows_in_kubectl_get_and_its_message_with_wide_output(resource) -> None:
+    columns = {c["name"]: c for c in crd(resource)["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert columns["Ready"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].status'
+    assert "priority" not in columns["Ready"]
+    assert columns["Message"]["jsonPath"] == '.status.conditions[?(@.type=="Ready")].message'
+    assert columns["Message"]["priority"] == 1
+
+
+@pytest.mark.parametrize("resource", RESOURCES, ids=lambda r: r.kind)
+def test_conditions_are_a_list_map_keyed_by_type_with_metav1_required_fields(resource) -> None:
+    status = crd(resource)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+    conditions = status["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-type"] == "map"
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+    item = conditions["items"]
+    assert set(item["required"]) == {"type", "status", "lastTransitionTime", "reason", "message"}
+    assert "observedGeneration" in item["properties"]
+    assert "nullable" not in item["properties"]["lastTransitionTime"]
+    assert item["properties"]["reason"]["pattern"] == "^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+    assert "observedGeneration" in status["properties"]
+
+
+def test_every_condition_reason_is_a_camel_case_identifier() -> None:
+    from ballast.api.common import REASON_PATTERN
+    from ballast.api.conditions import Reason
+
+    assert [r for r in Reason if not re.fullmatch(REASON_PATTERN, r)] == []
 
 
 def test_run_spec_is_immutable_except_approval_by_cel() -> None:

@@ -26,8 +26,8 @@ from .builders import T0, a_run_spec
 README = Path(__file__).resolve().parents[2] / "README.md"
 RUN = Key(RUNS, "ml", "invoices-3")
 RELEASE = Key(RELEASES, "ml", "invoices-detector")
-APPROVED = Condition(type=RunCondition.APPROVED, status="True", reason="Approved")
-UNAPPROVED = Condition(type=RunCondition.APPROVED, status="False", reason="ApprovalRequired")
+APPROVED = Condition(type=RunCondition.APPROVED, status="True", reason="Approved", last_transition_time=T0)
+UNAPPROVED = Condition(type=RunCondition.APPROVED, status="False", reason="ApprovalRequired", last_transition_time=T0)
 
 
 def waiting_since(metrics: OperatorMetrics, run: str = "invoices-3") -> float | None:
@@ -118,7 +118,9 @@ def test_a_release_counts_its_rollbacks_from_zero_and_a_deleted_one_has_no_serie
 def test_a_release_reports_model_drift_while_its_condition_is_true() -> None:
     ctx = context()
     labels = {"namespace": "ml", "release": RELEASE.name}
-    drift = Condition(type="ModelDrift", status="True", reason="ModelDrift", message="d-1 runs ft_v0.9")
+    drift = Condition(
+        type="ModelDrift", status="True", reason="ModelDrift", message="d-1 runs ft_v0.9", last_transition_time=T0
+    )
     modelrelease.record_metrics(ctx, RELEASE, ModelReleaseStatus(phase="Released", conditions=[drift]))
     assert ctx.metrics.registry.get_sample_value("ballast_release_model_drift", labels) == 1
     ended = drift.model_copy(update={"status": "False"})

@@ -190,7 +190,11 @@ def test_a_rollout_that_does_not_become_available(rollout: str, minutes: int, st
 
 def test_a_model_that_failed_to_roll_out_is_not_retried_until_spec_changes() -> None:
     failed = ModelReleaseStatus(phase="RolledBack", failed_model="ft_v1.1", current_model="base_v1")
-    action = decide_release(observe(runs=(a_run_summary(),), serving="base_v1", status=failed))
+    first = decide_release(observe(runs=(a_run_summary(),), serving="base_v1", status=failed))
+    # A status written before the summary conditions existed gets them; the Deployment is not touched.
+    assert first.step is ReleaseStep.UPDATE_STATUS and first.target is None
+    assert [c.type for c in first.status.conditions] == ["Ready", "Stalled"]
+    action = decide_release(observe(runs=(a_run_summary(),), serving="base_v1", status=first.status))
     assert action.step is ReleaseStep.NOTHING
 
 
@@ -213,12 +217,40 @@ def test_a_version_two_runs_produced_differently_is_never_released() -> None:
     assert blocked.reason == "ModelAmbiguous" and "p-run-1" in blocked.message and "p-run-2" in blocked.message
 
 
+def test_a_blocked_release_is_stalled_with_the_reason_it_is_blocked() -> None:
+    action = decide_release(observe(runs=(a_run_summary(verdict="Review"),)))
+    summary = {c.type: (c.status, c.reason, c.observed_generation) for c in action.status.conditions}
+    assert summary["Ready"] == ("False", "RunNotApproved", 2)
+    assert summary["Stalled"] == ("True", "RunNotApproved", 2)
+    assert "Reconciling" not in summary
+
+
+def test_a_spec_change_that_moves_nothing_still_records_the_generation_it_saw() -> None:
+    # kstatus (Flux) waits while status.observedGeneration lags metadata.generation: historyLimit edited.
+    settled = decide_release(observe(serving="ft_v1.1", status=ModelReleaseStatus(phase="Released")))
+    released = settled.status.evolve(observed_generation=1)
+    action = decide_release(observe(serving="ft_v1.1", status=released))
+    assert action.step is ReleaseStep.UPDATE_STATUS and action.target is None
+    assert action.status.observed_generation == 2
+    assert {c.type: c.observed_generation for c in action.status.conditions}["Ready"] == 2
+    again = decide_release(observe(serving="ft_v1.1", status=action.status))
+    assert again.step is ReleaseStep.NOTHING
+
+
 # ---- the release's ConfigMap, and what the pods run ---------------------------------------------
-RELEASED = ModelReleaseStatus(
-    phase="Released",
-    current_model="ft_v1.1",
-    history=[ReleaseRecord(model=a_model(), run="p-run-1", verdict="Pass", released_at=T0)],
-)
+# Released, as the operator left it (with its summary conditions and the generation it saw).
+RELEASED = decide_release(
+    observe(
+        serving="ft_v1.1",
+        status=ModelReleaseStatus(
+            phase="Released",
+            current_model="ft_v1.1",
+            desired_model="ft_v1.1",
+            observed_generation=2,
+            history=[ReleaseRecord(model=a_model(), run="p-run-1", verdict="Pass", released_at=T0)],
+        ),
+    )
+).status
 
 
 def a_pod(name: str = "d-1", ready: bool = True, started: timedelta = timedelta(0), **source: Any) -> PodView:

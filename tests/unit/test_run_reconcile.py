@@ -444,3 +444,13 @@ def test_the_operators_jobs_never_ask_the_trainer_to_accept_an_unmixed_plan(stag
     )
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert "--unmixed-experiment" not in container["command"] + container.get("args", [])
+
+
+def test_a_failed_run_is_stalled_and_a_judged_one_is_ready() -> None:
+    failed = decide_run(observe(TRAINED, gate=job(JobState.FAILED, "DeadlineExceeded")))
+    summary = {c.type: (c.status, c.reason) for c in failed.status.conditions if c.type in ("Ready", "Stalled")}
+    assert summary == {"Ready": ("False", "RunFailed"), "Stalled": ("True", "RunFailed")}
+    finished = decide_run(observe(FineTuneRunStatus(phase="Succeeded", verdict="Pass", model=CANDIDATE)))
+    ready = [(c.type, c.status, c.observed_generation) for c in finished.status.conditions if c.type == "Ready"]
+    assert ready == [("Ready", "True", 1)]
+    assert not {"Reconciling", "Stalled"} & {c.type for c in finished.status.conditions}

@@ -101,15 +101,39 @@ class BaseModelRef(ModelRef):
 ConditionStatus = Literal["True", "False", "Unknown"]
 
 
-class Condition(StatusModel):
-    """A standard Kubernetes condition."""
+REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
 
-    type: str
+
+class Condition(StatusModel):
+    """A standard Kubernetes condition, with metav1.Condition's required fields."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+        # metav1.Condition requires a message (it may be empty); the apiserver fills in the default.
+        json_schema_extra=lambda schema: schema.setdefault("required", []).append("message"),
+    )
+
+    type: str = Field(min_length=1, max_length=316)
     status: ConditionStatus
-    reason: str = Field(description="CamelCase reason, one of the documented constants.")
-    message: str = ""
-    last_transition_time: datetime | None = None
-    observed_generation: int | None = None
+    reason: str = Field(
+        description="CamelCase reason, one of the documented constants.", pattern=REASON_PATTERN, max_length=1024
+    )
+    message: str = Field("", max_length=32768)
+    last_transition_time: datetime
+    observed_generation: int | None = Field(None, description="The generation the condition was computed for.")
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        default_factory=list,
+        description="Ready, Reconciling and Stalled (kstatus) beside the kind's own; one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
 
 
 class Approval(Model):
@@ -130,3 +154,9 @@ class Approval(Model):
 
 
 Verdict = Literal["Pass", "Review", "Reject"]
+
+# The kstatus summary in `kubectl get`: Ready beside the kind's own columns, its message with -o wide.
+READY_COLUMNS: list[dict[str, Any]] = [
+    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
+    {"name": "Message", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].message', "priority": 1},
+]

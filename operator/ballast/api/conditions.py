@@ -1,7 +1,10 @@
 """Condition types and reasons. Each type's doc says exactly when it is True; each reason's doc
 says when it is set. Event reasons come from the same enum.
 
-`kubectl wait --for=condition=<Type>` works with every type here.
+`kubectl wait --for=condition=<Type>` works with every type here. Every kind also carries the kstatus
+summary, `Ready`, `Reconciling` and `Stalled` (ballast.policy.summary), which Flux, Argo CD and
+`kubectl wait --for=condition=Ready` read: Ready is True when all is well; Reconciling and Stalled are
+present only while True.
 """
 
 from __future__ import annotations
@@ -12,6 +15,10 @@ from enum import StrEnum
 class PoolCondition(StrEnum):
     READY = "Ready"
     """True when the pool's spec is valid and its object store was listed in the last reconcile."""
+    RECONCILING = "Reconciling"
+    """Present (True) while the pool waits to be reconciled or retries an unreachable object store."""
+    STALLED = "Stalled"
+    """Present (True) while the pool's spec is invalid: nothing changes until a person fixes it."""
     RUN_DUE = "RunDue"
     """True when the trigger policy says a fine-tune should start (or one was just started for it)."""
     REBASE_RECOMMENDED = "RebaseRecommended"
@@ -19,6 +26,13 @@ class PoolCondition(StrEnum):
 
 
 class RunCondition(StrEnum):
+    READY = "Ready"
+    """True when the run finished its gates with a verdict (Pass, Review or Reject: the verdict is the
+    run's result; a release decides what may deploy)."""
+    RECONCILING = "Reconciling"
+    """Present (True) while the run is Pending, Planning, Training or Gating."""
+    STALLED = "Stalled"
+    """Present (True) when the run Failed: a failed run never resumes (`ballast runs retry` makes a new one)."""
     PLANNED = "Planned"
     """True when the RunPlan (sample mix and seed) is written to the object store."""
     TRAINED = "Trained"
@@ -35,6 +49,14 @@ class RunCondition(StrEnum):
 
 
 class ReleaseCondition(StrEnum):
+    READY = "Ready"
+    """True when the Deployment runs the desired model (phase Released) and the status is current."""
+    RECONCILING = "Reconciling"
+    """Present (True) while the release is Pending, Progressing, or Blocked only until the model's run
+    finishes its gates (RunNotFinished)."""
+    STALLED = "Stalled"
+    """Present (True) while the release is Blocked (for any other reason), RolledBack or Failed: a
+    person acts (approves the run, fixes the Deployment, or sets spec.model); the reason says why."""
     AVAILABLE = "Available"
     """True when the Deployment runs the desired model and its rollout is Available."""
     BLOCKED = "Blocked"
@@ -187,3 +209,12 @@ class Reason(StrEnum):
     """Event: the rollout finished; the model serves."""
     BLOCKED = "Blocked"
     """Event: the desired model may not be released (the message says why)."""
+    # ---- summary conditions (Ready, Reconciling, Stalled) ----
+    NOT_RECONCILED = "NotReconciled"
+    """The object has no decision yet (a release in phase Pending, a pool without a Ready condition)."""
+    RUN_IN_PROGRESS = "RunInProgress"
+    """The run is Pending, Planning, Training or Gating; the message gives the phase and its progress."""
+    RUN_SUCCEEDED = "RunSucceeded"
+    """The run finished its gates; the message gives the verdict (and whether a Review awaits approval)."""
+    RUN_FAILED = "RunFailed"
+    """The run failed; the message says why (it starts with the failure's reason)."""

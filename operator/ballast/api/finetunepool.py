@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ballast.api.common import BaseModelRef, Condition, Model, ModelRef, ObjectStoreSpec, StatusModel
+from ballast.api.common import READY_COLUMNS, BaseModelRef, Conditions, Model, ModelRef, ObjectStoreSpec, StatusModel
 from ballast.api.contracts import BaseEvaluation
 from ballast.api.finetunerun import SampleSnapshot
 from ballast.api.jobs import JobSettings
@@ -98,7 +98,7 @@ class FineTunePoolStatus(StatusModel):
     base_evaluations: list[BaseEvaluation] = Field(
         default_factory=list, description="Gate 1 figures of the pool's bases, measured by verified gate Jobs."
     )
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -106,5 +106,6 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Since-Last-Run", "type": "integer", "jsonPath": ".status.samplesSinceLastRun"},
     {"name": "Base", "type": "string", "jsonPath": ".status.currentBase"},
     {"name": "Active-Run", "type": "string", "jsonPath": ".status.activeRun"},
+    *READY_COLUMNS,
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

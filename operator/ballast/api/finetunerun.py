@@ -8,9 +8,10 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ballast.api.common import (
+    READY_COLUMNS,
     Approval,
     BaseModelRef,
-    Condition,
+    Conditions,
     Digest,
     Model,
     ModelRef,
@@ -134,7 +135,7 @@ class FineTuneRunStatus(StatusModel):
     started_at: datetime | None = None
     trained_at: datetime | None = None
     finished_at: datetime | None = None
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -146,5 +147,6 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "mAP50-Drop", "type": "number", "jsonPath": ".status.gates.map50Drop"},
     {"name": "Det-Rate", "type": "number", "jsonPath": ".status.gates.detectionRate"},
     {"name": "Model", "type": "string", "jsonPath": ".status.model.version"},
+    *READY_COLUMNS,
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

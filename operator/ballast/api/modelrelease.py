@@ -7,7 +7,16 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from ballast.api.common import Condition, Model, ModelRef, ModelVersion, ObjectName, StatusModel, Verdict
+from ballast.api.common import (
+    READY_COLUMNS,
+    Conditions,
+    Model,
+    ModelRef,
+    ModelVersion,
+    ObjectName,
+    StatusModel,
+    Verdict,
+)
 
 KIND = "ModelRelease"
 PLURAL = "modelreleases"
@@ -64,7 +73,7 @@ class ModelReleaseStatus(StatusModel):
         None, description="A version whose rollout failed; not retried until spec changes."
     )
     rollbacks: int = 0
-    conditions: list[Condition] = Field(default_factory=list)
+    conditions: Conditions
 
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
@@ -72,5 +81,6 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Model", "type": "string", "jsonPath": ".status.currentModel"},
     {"name": "Desired", "type": "string", "jsonPath": ".spec.model", "priority": 1},
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+    *READY_COLUMNS,
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -1,4 +1,5 @@
-"""Files generated from ballast.api and the alert rules: CRDs, the CRD reference, Prometheus rules.
+"""Files generated from ballast.api and the alert rules: CRDs, the CRD reference, Prometheus rules,
+and Argo CD's health checks (from deploy/argocd/health.lua).
 
 python -m ballast.codegen            write them all (run from the repository root)
 python -m ballast.codegen --check    write nothing; exit 1 naming every file that differs
@@ -14,9 +15,9 @@ COMMAND = "python -m ballast.codegen"
 
 
 def generated_files() -> dict[Path, str]:
-    from ballast.codegen import crds, docs, rules
+    from ballast.codegen import argocd, crds, docs, rules
 
-    return {**crds.files(), **docs.files(), **rules.files()}
+    return {**crds.files(), **docs.files(), **rules.files(), **argocd.files()}
 
 
 def sync(files: dict[Path, str], root: Path, check: bool) -> list[Path]:

@@ -19,6 +19,7 @@ from ballast.policy.bases import consumed_samples, effective_base, rebase_hold
 from ballast.policy.conditions import Event, set_condition
 from ballast.policy.eligibility import release_eligibility
 from ballast.policy.finetunerun import RunSummary
+from ballast.policy.summary import summarize_pool
 from ballast.policy.versions import parse_version
 
 # Seed section 5: "Do NOT fine-tune with fewer than 50 samples". No trigger goes below it.
@@ -257,6 +258,7 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
         status = status.evolve(
             current_base_model=adopted, base_sample_count=rebase.sample_count, base_snapshot=rebase.snapshot
         )
+        status = summarize_pool(status, now)
         event = Event(Reason.ADOPTED_BASE, f"Adopted new base {adopted.version} from Rebase run {rebase.name}")
         return PoolAction(PoolStep.ADOPT_BASE, status, (event,), adopt=rebase.model, adopted=adopted)
 
@@ -336,6 +338,7 @@ def decide_pool(obs: PoolObservation) -> PoolAction:
         base_evaluations=evaluations,
         **alert_changes,
     )
+    status = summarize_pool(status, now)
     if start is None:
         return PoolAction(PoolStep.UPDATE_STATUS, status, wake_at=_wake_at(spec, state, decision))
     event = Event(Reason.CREATED_RUN, f"Created FineTuneRun {start.name} ({start.kind}, {decision.message})")
@@ -358,11 +361,11 @@ def base_evaluations(kept: list[BaseEvaluation], runs: tuple[RunSummary, ...]) -
 
 
 def spec_invalid(status: FineTunePoolStatus, message: str, now: datetime, generation: int | None) -> FineTunePoolStatus:
-    """Ready=False SpecInvalid, naming the field; nothing else changes."""
+    """Ready=False SpecInvalid naming the field, and Stalled: this generation was seen and refused."""
     conditions = set_condition(
         status.conditions, PoolCondition.READY, False, Reason.SPEC_INVALID, message, now, generation
     )
-    return status.evolve(conditions=conditions)
+    return summarize_pool(status.evolve(conditions=conditions, observed_generation=generation), now)
 
 
 def store_unreachable(
@@ -372,4 +375,4 @@ def store_unreachable(
     conditions = set_condition(
         status.conditions, PoolCondition.READY, False, Reason.STORE_UNREACHABLE, message[:500], now, generation
     )
-    return status.evolve(conditions=conditions)
+    return summarize_pool(status.evolve(conditions=conditions, observed_generation=generation), now)

@@ -30,6 +30,7 @@ from ballast.policy.eligibility import release_eligibility
 from ballast.policy.manifests import Stage, job_name
 from ballast.policy.recipe import looser_than_pool
 from ballast.policy.results import gate_evidence, gate_report_problem, gate_results, judge_report, train_result_problem
+from ballast.policy.summary import summarize_run
 
 # Seed section 5: never fine-tune on fewer than 50 samples (hand-made runs included).
 MIN_FINETUNE_SAMPLES = 50
@@ -161,12 +162,13 @@ class _Builder:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
 
     def status(self, **changes: object) -> FineTuneRunStatus:
-        """The new status: `changes`, these conditions, and the Approved condition they imply."""
+        """The new status: `changes`, these conditions, the Approved condition they imply, and the
+        kstatus summary (Ready, Reconciling, Stalled)."""
         obs = self.obs
         draft = obs.status.evolve(**changes)
         ok, reason, message = approval_condition(draft, obs.spec, obs.name, obs.approval_authorized)
         self.condition(RunCondition.APPROVED, ok, reason, message)
-        return draft.evolve(conditions=self.conditions, observed_generation=obs.generation)
+        return summarize_run(draft.evolve(conditions=self.conditions, observed_generation=obs.generation), obs.now)
 
 
 def _fail(obs: RunObservation, reason: Reason, message: str, stage: Stage | None = None) -> RunAction:

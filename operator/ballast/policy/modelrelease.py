@@ -32,6 +32,7 @@ from ballast.policy.servingconfig import (
     drifted_pods,
     how_to_read,
 )
+from ballast.policy.summary import summarize_release
 
 Rollout = Literal["Available", "Progressing", "Failed"]
 
@@ -120,10 +121,22 @@ class _Builder:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
 
     def status(self, **changes: object) -> ModelReleaseStatus:
+        """The new status: `changes`, these conditions and the kstatus summary (Ready, Reconciling, Stalled)."""
         obs = self.obs
-        return obs.status.evolve(
+        new = obs.status.evolve(
             **changes, conditions=self.conditions, observed_generation=obs.generation, desired_model=obs.spec.model
         )
+        return summarize_release(new, obs.now)
+
+
+def unchanged(obs: ReleaseObservation) -> ReleaseAction:
+    """Nothing to do, unless the status lags: a spec change that moves nothing (historyLimit) still
+    records the generation it saw (kstatus waits until it does), and a status written before the
+    summary conditions existed gets them."""
+    current = _Builder(obs).status()
+    if current == obs.status:
+        return ReleaseAction(ReleaseStep.NOTHING, obs.status)
+    return ReleaseAction(ReleaseStep.UPDATE_STATUS, current)
 
 
 def blocked(obs: ReleaseObservation, reason: Reason, message: str) -> ReleaseAction:
@@ -146,7 +159,7 @@ def _serving_desired(obs: ReleaseObservation, deployment: DeploymentView) -> Rel
     if status.current_model == spec.model and status.phase == "Released":
         # Released already: a rollout now is the Deployment's own (Git changed its template), not
         # ours to time out or undo. What its pods run is checked once it settles.
-        return _check_drift(obs) if deployment.rollout == "Available" else ReleaseAction(ReleaseStep.NOTHING, status)
+        return _check_drift(obs) if deployment.rollout == "Available" else unchanged(obs)
     if deployment.rollout == "Available":
         first = status.history[0] if status.history and status.history[0].model.version == spec.model else None
         record = first or status.pending
@@ -179,13 +192,13 @@ def _check_drift(obs: ReleaseObservation) -> ReleaseAction:
     if drifted:
         message = f"{len(drifted)} pod(s) do not run {obs.spec.model}: " + "; ".join(drifted[:5])
         if drifting and was is not None and was.message == message:
-            return ReleaseAction(ReleaseStep.NOTHING, status)
+            return unchanged(obs)
         builder = _Builder(obs)
         builder.condition(ReleaseCondition.MODEL_DRIFT, True, Reason.MODEL_DRIFT, message)
         event = Event(Reason.MODEL_DRIFT, message, warning=True)
         return ReleaseAction(ReleaseStep.UPDATE_STATUS, builder.status(message=message), (event,))
     if not drifting:
-        return ReleaseAction(ReleaseStep.NOTHING, status)
+        return unchanged(obs)
     builder = _Builder(obs)
     message = f"every ready pod runs {obs.spec.model}"
     builder.condition(ReleaseCondition.MODEL_DRIFT, False, Reason.NO_DRIFT, message)
@@ -251,7 +264,7 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         return _serving_desired(obs, deployment)
     if status.failed_model == spec.model:
         if status.phase == "RolledBack":
-            return ReleaseAction(ReleaseStep.NOTHING, status)
+            return unchanged(obs)
         return blocked(
             obs,
             Reason.ROLLOUT_FAILED,
