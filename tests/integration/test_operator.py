@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -180,6 +181,15 @@ def kubectl(cluster, *args: str) -> str:
     return completed.stdout
 
 
+def table_rows(table: str) -> list[dict[str, str]]:
+    """`kubectl get`'s table by column (cells are left-aligned under their header; empty ones are blank)."""
+    header, *lines = table.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [{n: line[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for line in lines]
+
+
 def serving_deployment(name: str, opted_in: bool = True) -> dict:
     """A serving Deployment; its owner lets the ModelRelease of the same name move it (the label)."""
     labels = {"app": name}
@@ -267,12 +277,17 @@ def test_the_whole_loop_trains_from_the_base_gates_and_releases_then_rolls_back(
     gates = status["gates"]
     assert gates["gate1"] == "Pass" and 0.0 <= gates["detectionRate"] <= 1.0
     table = kubectl(cluster, "get", "ftr", "-n", namespace)
-    header, row = table.splitlines()[0].split(), table.splitlines()[1].split()
-    assert header == ["NAME", "POOL", "KIND", "PHASE", "VERDICT", "MAP50-DROP", "DET-RATE", "MODEL", "READY", "AGE"]
-    assert row[:5] == ["invoices-run-1", "invoices", "FineTune", "Succeeded", "Pass"] and row[7] == "ft_v1.1"
-    assert float(row[5]) == pytest.approx(gates["map50Drop"], abs=1e-3)
+    header = table.splitlines()[0].split()
+    assert header == [
+        "NAME", "POOL", "KIND", "PHASE", "QUEUED", "VERDICT", "MAP50-DROP", "DET-RATE", "MODEL", "READY", "AGE"
+    ]  # fmt: skip
+    row = table_rows(table)[0]
+    assert [row[c] for c in ("NAME", "POOL", "KIND", "PHASE", "QUEUED", "VERDICT", "MODEL")] == [
+        "invoices-run-1", "invoices", "FineTune", "Succeeded", "", "Pass", "ft_v1.1"
+    ]  # fmt: skip
+    assert float(row["MAP50-DROP"]) == pytest.approx(gates["map50Drop"], abs=1e-3)
     # The kstatus summary Flux and Argo CD read: Ready, for the generation the status was computed for.
-    assert row[8] == "True"
+    assert row["READY"] == "True"
     generation = run["metadata"]["generation"]
     assert status["observedGeneration"] == generation
     assert (conditions["Ready"]["status"], conditions["Ready"]["observedGeneration"]) == ("True", generation)
