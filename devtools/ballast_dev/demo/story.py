@@ -154,7 +154,7 @@ class Demo:
         with stage(self.report, f"Data: {s.anchor} original documents, {s.test} held out; base model base_v1"):
             keys = (self.info.minio_access_key, self.info.minio_secret_key)
             Minio(self.info.minio_endpoint, *keys, secure=False).make_bucket(BUCKET)
-            self.store = ObjectStore(self.info.minio_endpoint, *keys, BUCKET)
+            self.store = ObjectStore(self.info.minio_endpoint, *keys, BUCKET, secure=False)
             write_anchor(self.store, train=s.anchor, test=s.test, size=s.imgsz)
             base = put_base(self.store)
             recipe = {**SEED_RECIPE, "epochs": s.epochs, "freeze": s.freeze}
@@ -174,6 +174,7 @@ class Demo:
                 "serve.name": RELEASE,
                 "serve.release": RELEASE,
                 "serve.objectStore.endpoint": self.info.minio_endpoint,
+                "serve.objectStore.secure": "false",  # the local MinIO speaks plain HTTP
                 "serve.initialModel.version": "base_v1",
                 "serve.initialModel.uri": base.uri,
                 "serve.initialModel.digest": base.digest,
@@ -306,6 +307,7 @@ class Demo:
                 "classes": list(CLASSES),
                 "objectStore": {
                     "endpoint": self.info.minio_endpoint,
+                    "secure": False,  # the local MinIO speaks plain HTTP
                     "bucket": BUCKET,
                     "credentialsSecretRef": {"name": "ballast-store"},
                 },
@@ -359,6 +361,7 @@ class Demo:
         env = {**os.environ, **self.info.env()}
         env |= {
             "BALLAST_S3_ENDPOINT": self.info.minio_endpoint,
+            "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
             "BALLAST_S3_ACCESS_KEY": self.info.minio_access_key,
             "BALLAST_S3_SECRET_KEY": self.info.minio_secret_key,
         }
