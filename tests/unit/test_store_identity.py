@@ -4,10 +4,7 @@ Secret or the caller's own identity (environment, ~/.aws, IAM role), a region, a
 from __future__ import annotations
 
 import socket
-import ssl
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from minio.credentials import StaticProvider
 from ballast.adapters.objectstore import NoCredentials, ObjectStore, StoreRefused
 from ballast.adapters.storeidentity import credentials, identity_hosts
 from ballast_dev.cluster.pki import CertificateAuthority
+from ballast_dev.testing import tlsstore
 
 IDENTITY_VARIABLES = (
     "AWS_ACCESS_KEY_ID",
@@ -230,29 +228,6 @@ def test_the_credential_service_is_the_only_other_host_a_pod_may_reach(
 
 
 # ---- a private CA -------------------------------------------------------------------------------------------
-class AnswersEveryGet(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = b"weights"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: object) -> None:
-        pass
-
-
-def serve(server: HTTPServer) -> Iterator[str]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def private_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
     return CertificateAuthority(tmp_path_factory.mktemp("pki"))
@@ -261,24 +236,21 @@ def private_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority
 @pytest.fixture
 def https_store(private_ca: CertificateAuthority) -> Iterator[str]:
     """An S3-ish HTTPS endpoint whose certificate a private CA signed."""
-    cert, key = private_ca.issue("store", "store", server_ips=("127.0.0.1",))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server = HTTPServer(("127.0.0.1", 0), AnswersEveryGet)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    yield from serve(server)
+    with tlsstore.endpoint(private_ca) as address:
+        yield address
 
 
 @pytest.fixture
 def http_store() -> Iterator[str]:
-    yield from serve(HTTPServer(("127.0.0.1", 0), AnswersEveryGet))
+    with tlsstore.endpoint(None) as address:
+        yield address
 
 
 def test_a_store_signed_by_a_private_ca_is_trusted_with_its_bundle(
     https_store: str, private_ca: CertificateAuthority
 ) -> None:
     store = ObjectStore(https_store, "k", "s", "bucket", region="us-east-1", ca_pem=private_ca.cert_path.read_text())
-    assert store.get("models/base_v1/model.pt") == b"weights"
+    assert store.get("models/base_v1/model.pt") == tlsstore.BODY
 
 
 def test_without_its_bundle_the_store_is_refused_as_untrusted_not_retried_as_down(https_store: str) -> None:
