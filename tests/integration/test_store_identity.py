@@ -12,6 +12,7 @@ from kubernetes.client.exceptions import ApiException
 
 from ballast.adapters.kube import StoreCredentialsMissing, connect, object_store
 from ballast.adapters.objectstore import StoreRefused
+from ballast.adapters.storeidentity import identity
 from ballast.api.common import ObjectStoreSpec
 from ballast_dev.cluster.pki import CertificateAuthority
 from ballast_dev.testing import tlsstore
@@ -28,10 +29,14 @@ def test_a_pool_naming_no_secret_reaches_the_store_as_the_caller(
     # The caller's identity: here AWS_* variables, as an IAM role's credentials would be found.
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", cluster.minio_access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", cluster.minio_secret_key)
-    pool_store = object_store(
-        connect(cluster.kubeconfig), namespace, a_store(cluster.minio_endpoint, bucket, secure=False)
-    )
-    pool_store.put("pool/index/doc-1.json", b"{}")
+    identity.cache_clear()  # found afresh in this environment, and forgotten after
+    try:
+        pool_store = object_store(
+            connect(cluster.kubeconfig), namespace, a_store(cluster.minio_endpoint, bucket, secure=False)
+        )
+        pool_store.put("pool/index/doc-1.json", b"{}")
+    finally:
+        identity.cache_clear()
     assert store.stat_object(bucket, "pool/index/doc-1.json").size == 2
 
 

@@ -11,7 +11,7 @@ import pytest
 from minio.credentials import StaticProvider
 
 from ballast.adapters.objectstore import NoCredentials, ObjectStore, StoreRefused
-from ballast.adapters.storeidentity import credentials, identity_hosts
+from ballast.adapters.storeidentity import credentials, identity, identity_hosts
 from ballast_dev.cluster.pki import CertificateAuthority
 from ballast_dev.testing import tlsstore
 
@@ -50,14 +50,16 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[pytest.MonkeyPatch]:
     """No identity anywhere: no variables, an empty home, and an IAM endpoint that refuses at once
     (instead of the instance metadata service, which would take seconds to time out)."""
     for name in IDENTITY_VARIABLES + STORE_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", f"http://127.0.0.1:{closed_port()}/creds")
-    return monkeypatch
+    identity.cache_clear()  # a chain keeps what it found: each test starts from its own environment
+    yield monkeypatch
+    identity.cache_clear()
 
 
 # ---- which credentials ------------------------------------------------------------------------------------
@@ -118,6 +120,15 @@ def test_with_no_identity_anywhere_the_error_says_where_it_looked(bare_environme
     store = ObjectStore("s3.example:443", None, None, "bucket", region="eu-west-1")
     with pytest.raises(NoCredentials, match=r"s3\.example:443: no credentials \(no credentialsSecretRef, and none"):
         store.exists("pool/index/a.json")
+
+
+def test_every_store_of_a_process_shares_one_identity_chain_so_an_iam_role_is_asked_once(
+    bare_environment: pytest.MonkeyPatch,
+) -> None:
+    first = ObjectStore("s3:443", None, None, "bucket", region="eu-west-1")
+    again = ObjectStore("s3:443", None, None, "other-bucket", region="eu-west-1")
+    assert first.credentials is again.credentials
+    assert ObjectStore("s3:443", None, None, "bucket", region="us-east-1").credentials is not first.credentials
 
 
 @pytest.mark.parametrize(

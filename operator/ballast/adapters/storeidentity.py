@@ -6,6 +6,7 @@ Shared by the operator, the CLI, the trainer and `ballast serve` through `Object
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from pathlib import Path
@@ -52,13 +53,20 @@ class _Identity(Provider):
             ) from error
 
 
+@functools.cache
+def identity(region: str | None) -> Provider:
+    """One identity chain per process and region: it keeps what it found until it expires, so the
+    operator's reconciles do not each ask STS or the metadata service again."""
+    return _Identity(region)
+
+
 def credentials(access_key: str | None, secret_key: str | None, region: str | None) -> Provider:
-    """Static keys when both are given, else the identity chain (`_Identity`)."""
+    """Static keys when both are given, else the caller's identity chain."""
     if (access_key is None) != (secret_key is None):
         raise ValueError("object store: give both the access key and the secret key, or neither")
     if access_key is not None and secret_key is not None:
         return StaticProvider(access_key, secret_key)
-    return _Identity(region)
+    return identity(region)
 
 
 def identity_hosts(provider: Provider, region: str | None = None) -> set[str]:
