@@ -71,7 +71,9 @@ def main() -> None:
         info = plane.up(Path(scratch) / "cluster", log=lambda _m: None)
         try:
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
+            store = ObjectStore(
+                info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench", secure=False
+            )
             anchor = write_anchor(store, train=args.anchor, test=args.test, size=args.imgsz)
             failures = write_pool_samples(store, "bench", range(max(sizes)), size=args.imgsz, workers=16)
             unseen = write_pool_samples(

@@ -150,7 +150,12 @@ def pool_body(name: str, endpoint: str, base_digest: str, **spec: object) -> dic
         "metadata": {"name": name},
         "spec": {
             "classes": list(CLASSES),
-            "objectStore": {"endpoint": endpoint, "bucket": BUCKET, "credentialsSecretRef": {"name": "store"}},
+            "objectStore": {
+                "endpoint": endpoint,
+                "secure": False,  # the local MinIO speaks plain HTTP
+                "bucket": BUCKET,
+                "credentialsSecretRef": {"name": "store"},
+            },
             "anchor": {"trainManifest": "anchor/train.txt", "testManifest": "anchor/test.txt"},
             "baseModel": {"version": "base_v1", "uri": f"s3://{BUCKET}/models/base_v1/model.pt", "digest": base_digest},
             "training": {"gpus": 0, "epochs": 1},
@@ -451,7 +456,7 @@ def main() -> None:
             credentials = {"accessKey": info.minio_access_key, "secretKey": info.minio_secret_key}
             core.create_namespaced_secret(NS, {"metadata": {"name": "store"}, "stringData": credentials})
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket(BUCKET)
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, BUCKET)
+            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, BUCKET, secure=False)
             digest = "sha256:" + "ab" * 32
             lines = [f"anchor/{i:05d}.png {digest} {digest}" for i in range(ANCHOR)]
             store.put("anchor/train.txt", ("\n".join(lines) + "\n").encode())

@@ -52,7 +52,12 @@ def pool_body(name: str, endpoint: str) -> dict:
         "metadata": {"name": name},
         "spec": {
             "classes": list(CLASSES),
-            "objectStore": {"endpoint": endpoint, "bucket": "bench", "credentialsSecretRef": {"name": "s"}},
+            "objectStore": {
+                "endpoint": endpoint,
+                "secure": False,  # the local MinIO speaks plain HTTP
+                "bucket": "bench",
+                "credentialsSecretRef": {"name": "s"},
+            },
             "anchor": {"trainManifest": "anchor/train.txt", "testManifest": "anchor/test.txt"},
             "baseModel": BASE,
             "training": {"gpus": 0, "epochs": 1},
@@ -102,7 +107,9 @@ def main() -> None:
             core.create_namespaced_secret(NS, {"metadata": {"name": "s"}, "stringData": secret})
             core.patch_node(info.node_name, {"spec": {"unschedulable": True}})
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
+            store = ObjectStore(
+                info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench", secure=False
+            )
             store.put("anchor/train.txt", b"")
             store.put("anchor/test.txt", b"")
             eventually(lambda: core.list_namespaced_service_account(NS).items, 30)

@@ -49,13 +49,16 @@ def main() -> None:
         server = None
         try:
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
+            store = ObjectStore(
+                info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench", secure=False
+            )
             weights = (ROOT / "fixtures/base_v1/model.pt").read_bytes()
             store.put(BASE_KEY, weights)
             port = plane.free_port()
             env = dict(
                 os.environ,
                 BALLAST_S3_ENDPOINT=info.minio_endpoint,
+                BALLAST_S3_SECURE="false",
                 BALLAST_S3_ACCESS_KEY=info.minio_access_key,
                 BALLAST_S3_SECRET_KEY=info.minio_secret_key,
                 BALLAST_MODEL_URI=store.uri(BASE_KEY),

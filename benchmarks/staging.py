@@ -52,7 +52,9 @@ def main() -> None:
         info = plane.up(Path(scratch) / "cluster", log=lambda _m: None)
         try:
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("bench")
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench")
+            store = ObjectStore(
+                info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "bench", secure=False
+            )
             # A few distinct pages, uploaded under many keys: staging cost does not depend on content.
             pages = [render("classic", i, args.size) for i in range(20)]
             if args.photo_like:

@@ -105,7 +105,9 @@ def fixture_data(cluster) -> dict:
     raw = Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
     if not raw.bucket_exists(FIXTURES_BUCKET):
         raw.make_bucket(FIXTURES_BUCKET)
-    store = ObjectStore(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, FIXTURES_BUCKET)
+    store = ObjectStore(
+        cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, FIXTURES_BUCKET, secure=False
+    )
     write_anchor(store, train=ANCHOR_TRAIN, test=ANCHOR_TEST)
     base = put_base(store, BASE)
     return {"base_digest": base.digest, "keys": list(store.list(""))}
@@ -116,7 +118,9 @@ def pool_store(cluster, bucket, fixture_data) -> ObjectStore:
     """The test's bucket, holding a server-side copy of the fixture data."""
     from minio.commonconfig import CopySource
 
-    store = ObjectStore(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, bucket)
+    store = ObjectStore(
+        cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, bucket, secure=False
+    )
     for key in fixture_data["keys"]:
         store.client.copy_object(bucket, key, CopySource(FIXTURES_BUCKET, key))
     return store

@@ -111,6 +111,7 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
     operator = installed.process
     store_env = {
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
     }

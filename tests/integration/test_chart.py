@@ -310,6 +310,95 @@ def test_serve_in_a_namespace_the_operator_does_not_watch_is_refused_naming_both
     assert "serve.namespace" in completed.stderr and "watchNamespaces" in completed.stderr, completed.stderr
 
 
+def serve_pod(*sets: str) -> dict:
+    documents = render("serve.enabled=true", *sets)
+    return next(d for d in serve_objects(documents) if d["kind"] == "Deployment")["spec"]["template"]["spec"]
+
+
+def store_env_of(pod: dict) -> dict:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in pod["containers"][0]["env"] if "S3" in e["name"]}
+
+
+def test_serve_speaks_tls_to_the_store_by_default_with_the_keys_of_its_secret():
+    pod = serve_pod()
+    assert store_env_of(pod) == {
+        "BALLAST_S3_ENDPOINT": "",
+        "BALLAST_S3_SECURE": "true",
+        "BALLAST_S3_ACCESS_KEY": {"secretKeyRef": {"name": "ballast-store", "key": "accessKey"}},
+        "BALLAST_S3_SECRET_KEY": {"secretKeyRef": {"name": "ballast-store", "key": "secretKey"}},
+    }
+    assert "serviceAccountName" not in pod and [v["name"] for v in pod["volumes"]] == ["tmp"]
+
+
+@pytest.mark.parametrize(
+    ("source", "volume"),
+    [
+        ("configMap", {"configMap": {"name": "store-ca", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}}),
+        ("secret", {"secret": {"secretName": "store-ca", "items": [{"key": "bundle.pem", "path": "ca.crt"}]}}),
+    ],
+    ids=["a CA bundle from a ConfigMap", "a CA bundle from a Secret"],
+)
+def test_serve_without_a_secret_uses_its_service_account_s_role_a_region_and_a_private_ca(source: str, volume: dict):
+    pod = serve_pod(
+        "serve.objectStore.secretName=",
+        "serve.objectStore.serviceAccountName=serve-s3",
+        "serve.objectStore.region=eu-west-1",
+        f"serve.objectStore.caBundle.{source}=store-ca",
+        "serve.objectStore.caBundle.key=bundle.pem",
+    )
+    assert store_env_of(pod) == {
+        "BALLAST_S3_ENDPOINT": "",
+        "BALLAST_S3_SECURE": "true",
+        "BALLAST_S3_REGION": "eu-west-1",
+        "BALLAST_S3_CA_FILE": "/etc/ballast/store-ca/ca.crt",
+    }
+    assert pod["serviceAccountName"] == "serve-s3" and pod["automountServiceAccountToken"] is False
+    assert {"name": "store-ca", **volume} in pod["volumes"]
+    mounts = pod["containers"][0]["volumeMounts"]
+    assert {"name": "store-ca", "mountPath": "/etc/ballast/store-ca", "readOnly": True} in mounts
+
+
+def test_serve_refuses_a_ca_bundle_from_both_a_secret_and_a_config_map():
+    args = ["template", "ballast", str(CHART), "--kube-version", KUBE_VERSION, "--set", "serve.enabled=true"]
+    args += ["--set", "serve.objectStore.caBundle.secret=a", "--set", "serve.objectStore.caBundle.configMap=b"]
+    completed = helm(*args, check=False)
+    assert completed.returncode != 0
+    assert "serve.objectStore.caBundle: name exactly one of secret or configMap" in completed.stderr
+
+
+def store_rules(*args: str) -> list[dict]:
+    out = helm("template", "ballast", str(CHART), "--kube-version", KUBE_VERSION, *args).stdout
+    role = next(d for d in yaml.safe_load_all(out) if d and d["kind"] == "Role")
+    return [r for r in role["rules"] if set(r["resources"]) & {"secrets", "configmaps"}]
+
+
+# A release writes its own ConfigMap (`<release>-model`, any name a release may have): get, create and
+# patch, never list or watch. Secrets stay readable by name only.
+RELEASE_CONFIG_MAPS = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "create", "patch"]}
+
+
+def test_the_operator_reads_only_the_named_store_secrets_and_no_names_grant_nothing():
+    assert store_rules() == [
+        RELEASE_CONFIG_MAPS,
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ballast-store"], "verbs": ["get"]},
+    ]
+    assert store_rules("--set", "objectStore.configMapNames={store-ca}") == [
+        RELEASE_CONFIG_MAPS,
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ballast-store"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["store-ca"], "verbs": ["get"]},
+    ]
+    # An IAM-role-only install: an empty resourceNames would grant every Secret, so no Secret rule at all.
+    assert store_rules("--set-json", "objectStore.secretNames=[]") == [RELEASE_CONFIG_MAPS]
+
+
+def test_the_operator_s_service_account_carries_the_annotations_for_its_iam_role():
+    role_arn = "arn:aws:iam::123456789012:role/ballast"
+    documents = render(f"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn={role_arn}")
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")
+    assert account["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": role_arn}
+    assert "annotations" not in next(d for d in render() if d["kind"] == "ServiceAccount")["metadata"]
+
+
 @pytest.mark.parametrize(
     ("value", "field"),
     [

@@ -79,6 +79,7 @@ def serving(cluster, pool_store, tmp_path) -> Iterator[str]:
         **os.environ,
         "HOME": str(tmp_path),
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
         "BALLAST_MODEL_URI": pool_store.uri(BASE_KEY),

@@ -40,7 +40,13 @@ def a_pool(name: str, bucket: str, base_digest: str, **spec: Any) -> dict:
         "metadata": {"name": name},
         "spec": {
             "classes": list(CLASSES),
-            "objectStore": {"endpoint": "", "bucket": bucket, "credentialsSecretRef": {"name": "store-credentials"}},
+            # The local MinIO speaks plain HTTP: said explicitly, TLS being the default.
+            "objectStore": {
+                "endpoint": "",
+                "secure": False,
+                "bucket": bucket,
+                "credentialsSecretRef": {"name": "store-credentials"},
+            },
             "anchor": {"trainManifest": TRAIN_MANIFEST, "testManifest": TEST_MANIFEST},
             "baseModel": {"version": "base_v1", "uri": f"s3://{bucket}/models/base_v1/model.pt", "digest": base_digest},
             "training": TRAINING,

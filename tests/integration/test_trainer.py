@@ -42,6 +42,7 @@ def run_trainer(cluster, stage: str, plan: tuple[str, str], tmp_path: Path) -> s
         "PATH": os.environ["PATH"],
         "HOME": str(tmp_path),
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
         "BALLAST_TERMINATION_LOG": str(tmp_path / f"termination-log-{stage}"),
@@ -91,7 +92,9 @@ def trained(cluster, tmp_path_factory):
     raw = Minio(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, secure=False)
     if not raw.bucket_exists(bucket):
         raw.make_bucket(bucket)
-    store = ObjectStore(cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, bucket, "ballast")
+    store = ObjectStore(
+        cluster.minio_endpoint, cluster.minio_access_key, cluster.minio_secret_key, bucket, "ballast", secure=False
+    )
     anchor = write_anchor(store, train=48, test=12)
     pool_refs = write_pool_samples(store, "invoices", range(10))
 

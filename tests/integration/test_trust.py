@@ -303,6 +303,7 @@ def test_a_model_whose_pickle_runs_code_is_refused_and_nothing_runs(cluster, poo
         "BALLAST_MODEL_DIGEST": digest,
         "BALLAST_MODEL_VERSION": "ft_v1.9",
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
         "HOME": str(tmp_path),
@@ -360,6 +361,7 @@ def test_a_base_whose_pickle_runs_code_is_refused_by_the_trainer(cluster, pool_s
     env = {**os.environ, **cluster.env(), "HOME": str(tmp_path)}
     env |= {
         "BALLAST_S3_ENDPOINT": cluster.minio_endpoint,
+        "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
         "BALLAST_S3_ACCESS_KEY": cluster.minio_access_key,
         "BALLAST_S3_SECRET_KEY": cluster.minio_secret_key,
     }

@@ -41,7 +41,7 @@ class AnswersEveryHead(BaseHTTPRequestHandler):
 
 
 def store_at(port: int, patience: float, said: list[str]) -> ObjectStore:
-    return ObjectStore(f"127.0.0.1:{port}", "key", "secret", "bucket", patience=patience, log=said.append)
+    return ObjectStore(f"127.0.0.1:{port}", "key", "secret", "bucket", secure=False, patience=patience, log=said.append)
 
 
 def test_without_patience_a_store_that_is_down_fails_at_once_with_a_clear_error():

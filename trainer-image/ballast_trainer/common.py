@@ -76,7 +76,8 @@ def open_plan(plan_uri: str, plan_digest: str, workdir: Path) -> Context:
     offline.prepare(workdir)
     bucket, key = parse_uri(plan_uri)
     raw_store = ObjectStore.from_env(bucket, patience=STORE_PATIENCE_SECONDS, log=log)
-    network = offline.audit({raw_store.endpoint.rsplit(":", 1)[0]})
+    # The store, and the credential service (STS, instance metadata) when the pod uses its IAM role.
+    network = offline.audit(raw_store.hosts())
     raw = raw_store.get(key)
     if digest_bytes(raw) != plan_digest:
         raise PlanRefused(
@@ -129,7 +130,8 @@ def main_guard(stage: str, body, plan_uri: str, plan_digest: str, workdir: Path)
     except Exception as error:
         return fail(context, stage, error)
     log(
-        f"network audit: {len(context.audit.attempts)} connection(s), all to the object store; "
+        f"network audit: {len(context.audit.attempts)} connection(s), all to the object store"
+        f" (or its credential service); "
         f"refused: {context.audit.refused}"
     )
     return 0

@@ -5,8 +5,10 @@
     ballast-trainer gate   --plan ... --plan-digest ...                         Gates 1-3 -> GateReport
     ballast-trainer serve  [--host H --port P --imgsz N]                  the reference inference server
 
-The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_ACCESS_KEY, BALLAST_S3_SECRET_KEY
-(and BALLAST_S3_SECURE). The trainer never touches any other network address.
+The object store comes from BALLAST_S3_ENDPOINT, BALLAST_S3_SECURE (default true), BALLAST_S3_REGION,
+BALLAST_S3_CA_FILE and the keys BALLAST_S3_ACCESS_KEY, BALLAST_S3_SECRET_KEY (without them: the pod's
+IAM role or AWS_* variables). The trainer never touches any other network address than the store's
+(and, with an IAM role, its credential service's).
 """
 
 from __future__ import annotations

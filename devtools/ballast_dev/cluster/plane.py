@@ -63,6 +63,7 @@ class ClusterInfo:
             "KUBECONFIG": self.kubeconfig,
             "BALLAST_CLUSTER_DIR": self.state_dir,
             "BALLAST_S3_ENDPOINT": self.minio_endpoint,
+            "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
             "BALLAST_S3_ACCESS_KEY": self.minio_access_key,
             "BALLAST_S3_SECRET_KEY": self.minio_secret_key,
         }

@@ -153,7 +153,7 @@ class Demo:
         with stage(self.report, f"Data: {s.anchor} original documents, {s.test} held out; base model base_v1"):
             keys = (self.info.minio_access_key, self.info.minio_secret_key)
             Minio(self.info.minio_endpoint, *keys, secure=False).make_bucket(BUCKET)
-            self.store = ObjectStore(self.info.minio_endpoint, *keys, BUCKET)
+            self.store = ObjectStore(self.info.minio_endpoint, *keys, BUCKET, secure=False)
             write_anchor(self.store, train=s.anchor, test=s.test, size=s.imgsz)
             base = put_base(self.store)
             recipe = {**SEED_RECIPE, "epochs": s.epochs, "freeze": s.freeze}
@@ -173,6 +173,7 @@ class Demo:
                 "serve.name": RELEASE,
                 "serve.release": RELEASE,
                 "serve.objectStore.endpoint": self.info.minio_endpoint,
+                "serve.objectStore.secure": "false",  # the local MinIO speaks plain HTTP
             }
             sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
             chart = str(REPO / "charts" / "ballast")
@@ -303,6 +304,7 @@ class Demo:
                 "classes": list(CLASSES),
                 "objectStore": {
                     "endpoint": self.info.minio_endpoint,
+                    "secure": False,  # the local MinIO speaks plain HTTP
                     "bucket": BUCKET,
                     "credentialsSecretRef": {"name": "ballast-store"},
                 },
@@ -356,6 +358,7 @@ class Demo:
         env = {**os.environ, **self.info.env()}
         env |= {
             "BALLAST_S3_ENDPOINT": self.info.minio_endpoint,
+            "BALLAST_S3_SECURE": "false",  # the local MinIO speaks plain HTTP
             "BALLAST_S3_ACCESS_KEY": self.info.minio_access_key,
             "BALLAST_S3_SECRET_KEY": self.info.minio_secret_key,
         }

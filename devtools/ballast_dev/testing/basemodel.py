@@ -40,7 +40,7 @@ def main() -> None:
             from minio import Minio
 
             Minio(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, secure=False).make_bucket("base")
-            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "base")
+            store = ObjectStore(info.minio_endpoint, info.minio_access_key, info.minio_secret_key, "base", secure=False)
             anchor = write_anchor(store, train=args.images, test=16, size=args.imgsz)
             plan = RunPlan(
                 run="base-v1",

@@ -16,7 +16,8 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from ballast.adapters.objectstore import ObjectStore
-from ballast.api.common import GROUP, VERSION, ObjectStoreSpec
+from ballast.adapters.storeidentity import ca_problem
+from ballast.api.common import GROUP, VERSION, CABundleRef, ObjectStoreSpec
 from ballast.api.contracts import TerminationReport
 from ballast.api.jobs import KUEUE_QUEUE_LABEL
 from ballast.api.modelrelease import ANNOTATION_WRITTEN_AT, ENV_MODEL_VERSION
@@ -112,33 +113,59 @@ def may(clients: Clients, namespace: str, user: str, groups: list[str], verb: st
 
 
 class StoreCredentialsMissing(RuntimeError):
-    pass
+    """A Secret or ConfigMap the pool's objectStore names is missing or lacks the key (the message
+    names the field)."""
+
+
+def _read_keys(clients: Clients, namespace: str, kind: str, name: str, keys: list[str], field: str) -> dict[str, str]:
+    """The named keys of a Secret or ConfigMap, decoded; a clear error naming `field` otherwise."""
+    read = clients.core.read_namespaced_secret if kind == "Secret" else clients.core.read_namespaced_config_map
+    try:
+        found = read(name, namespace)
+    except ApiException as error:
+        if error.status == 404:
+            raise StoreCredentialsMissing(f"spec.objectStore.{field}: {kind} {name} not found") from None
+        raise
+    data = dict(found.data or {})
+    missing = [key for key in keys if key not in data]
+    if missing:
+        raise StoreCredentialsMissing(f"spec.objectStore.{field}: {kind} {name} has no key {', '.join(missing)}")
+    if kind == "Secret":
+        return {key: base64.b64decode(data[key]).decode() for key in keys}
+    return {key: str(data[key]) for key in keys}
+
+
+def _ca_bundle(clients: Clients, namespace: str, ref: CABundleRef) -> str:
+    kind, field, source = (
+        ("Secret", "caBundle.secret", ref.secret) if ref.secret else ("ConfigMap", "caBundle.configMap", ref.config_map)
+    )
+    assert source is not None  # the model holds exactly one
+    pem = _read_keys(clients, namespace, kind, source.name, [source.key], field)[source.key]
+    problem = ca_problem(pem)
+    if problem:
+        raise StoreCredentialsMissing(f"spec.objectStore.{field}: {kind} {source.name} key {source.key} {problem}")
+    return pem
 
 
 def object_store(clients: Clients, namespace: str, spec: ObjectStoreSpec) -> ObjectStore:
-    """An ObjectStore for a pool, with keys read from the pool's Secret (never logged)."""
+    """An ObjectStore for a pool: keys read from the pool's Secret (never logged) or, when it names
+    none, found by this process (environment, IAM role); the pool's CA bundle trusted, if any."""
+    access_key = secret_key = None
     ref = spec.credentials_secret_ref
-    try:
-        secret = clients.core.read_namespaced_secret(ref.name, namespace)
-    except ApiException as error:
-        if error.status == 404:
-            raise StoreCredentialsMissing(
-                f"spec.objectStore.credentialsSecretRef: Secret {ref.name} not found"
-            ) from None
-        raise
-    data = secret.data or {}
-    missing = [key for key in (ref.access_key_key, ref.secret_key_key) if key not in data]
-    if missing:
-        raise StoreCredentialsMissing(
-            f"spec.objectStore.credentialsSecretRef: Secret {ref.name} has no key {', '.join(missing)}"
+    if ref is not None:
+        keys = _read_keys(
+            clients, namespace, "Secret", ref.name, [ref.access_key_key, ref.secret_key_key], "credentialsSecretRef"
         )
+        access_key, secret_key = keys[ref.access_key_key], keys[ref.secret_key_key]
     return ObjectStore(
         spec.endpoint,
-        base64.b64decode(data[ref.access_key_key]).decode(),
-        base64.b64decode(data[ref.secret_key_key]).decode(),
+        access_key,
+        secret_key,
         spec.bucket,
         spec.prefix,
         secure=spec.secure,
+        region=spec.region,
+        ca_pem=_ca_bundle(clients, namespace, spec.ca_bundle) if spec.ca_bundle else None,
     )
 
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import urllib3
 from minio import Minio
 from minio.commonconfig import CopySource
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from ballast.adapters.storeidentity import IdentityNotFound, credentials, identity_hosts, read_ca_file
 from ballast.api import layout
 from ballast.api.contracts import digest_bytes
 
@@ -71,6 +73,20 @@ def _refusal(endpoint: str, error: Exception) -> StoreRefused:
     return StoreRefused(endpoint, f"not an S3 answer (HTTP {status})" if status else "not an S3 answer")
 
 
+def _tls_failure(error: BaseException) -> str | None:
+    """The TLS handshake failed (an untrusted certificate, or a plain-HTTP store spoken to with
+    TLS): waiting will not change that, so it is reported as a refusal, with the local reason."""
+    reason = getattr(error, "reason", None) or error
+    if not isinstance(reason, urllib3.exceptions.SSLError | ssl.SSLError):
+        return None
+    cause = reason.args[0] if reason.args and isinstance(reason.args[0], ssl.SSLError) else reason
+    if isinstance(cause, ssl.SSLCertVerificationError):
+        return f"TLS handshake failed (certificate verify failed: {cause.verify_message}; name its CA in caBundle)"
+    detail = str(getattr(cause, "reason", None) or type(cause).__name__)
+    hint = "; a plain-HTTP store needs secure: false" if detail.upper() == "WRONG_VERSION_NUMBER" else ""
+    return f"TLS handshake failed ({detail}{hint})"
+
+
 # What a reconcile reports in status and retries: the store is down, or it said no.
 STORE_PROBLEMS: tuple[type[Exception], ...] = (StoreUnavailable, StoreRefused)
 
@@ -101,37 +117,61 @@ class Download:
     digest: str | None = None
 
 
+class NoCredentials(StoreRefused):
+    """No Secret was named and the caller's own identity gave no credentials either."""
+
+    def __init__(self, endpoint: str, error: IdentityNotFound) -> None:
+        RuntimeError.__init__(self, f"object store {endpoint}: {error}")
+        self.code = "NoCredentials"
+
+
 class ObjectStore:
     def __init__(
         self,
         endpoint: str,
-        access_key: str,
-        secret_key: str,
+        access_key: str | None,
+        secret_key: str | None,
         bucket: str,
         prefix: str = "",
         *,
-        secure: bool = False,
+        secure: bool = True,
+        region: str | None = None,
+        ca_pem: str | None = None,
         connections: int = 32,
         patience: float = 0.0,
         log: Callable[[str], None] = lambda _message: None,
     ) -> None:
-        """`patience`: seconds to keep retrying while the store does not answer (0: fail at once).
+        """`access_key`/`secret_key`: None for both finds credentials in the environment or an IAM
+        role (see `_Identity`). `ca_pem`: the PEM bundle to trust instead of the system's.
+        `patience`: seconds to keep retrying while the store does not answer (0: fail at once).
         A batch job (the trainer) waits out a restart rather than losing hours of work; the
         operator fails fast and retries on its next reconcile."""
+        # A private CA replaces the system's trust for the store (and only for it).
+        trust: dict[str, Any] = {"ca_cert_data": ca_pem, "cert_reqs": "CERT_REQUIRED"} if ca_pem else {}
         # A larger pool than urllib3's default (10) so parallel dataset staging is not serialized.
         http = _CountingPoolManager(
             maxsize=connections,
             timeout=urllib3.Timeout(connect=10, read=120),
-            # A refused connection fails fast here; `patience` decides how long to keep trying.
-            retries=urllib3.Retry(total=5, connect=1, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
+            # A refused connection fails fast here; `patience` decides how long to keep trying. A TLS
+            # failure (`other`) is not retried: the certificate will not change.
+            retries=urllib3.Retry(
+                total=5, connect=1, other=0, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)
+            ),
+            **trust,
         )
-        self.client = Minio(endpoint, access_key=access_key, secret_key=secret_key, secure=secure, http_client=http)
+        self.credentials = credentials(access_key, secret_key, region)
+        self.client = Minio(endpoint, secure=secure, region=region, http_client=http, credentials=self.credentials)
         self.endpoint = endpoint
+        self.region = region
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.connections = connections
         self.patience = patience
         self.log = log
+
+    def hosts(self) -> set[str]:
+        """Every host this store talks to: the endpoint, and the credential service if any."""
+        return {self.endpoint.rsplit(":", 1)[0], *identity_hosts(self.credentials, self.region)}
 
     def _call(self, operation: Callable[[], T]) -> T:
         """Run one store operation, retrying transient failures for up to `patience` seconds."""
@@ -142,7 +182,12 @@ class ObjectStore:
                 return operation()
             except (S3Error, InvalidResponseError, ServerError) as error:
                 raise _refusal(self.endpoint, error) from None
+            except IdentityNotFound as error:
+                raise NoCredentials(self.endpoint, error) from error
             except TRANSIENT_ERRORS as error:
+                tls = _tls_failure(error)
+                if tls:
+                    raise StoreRefused(self.endpoint, tls) from None
                 left = deadline - time.monotonic()
                 reason = type(error).__name__
                 if left <= 0:
@@ -155,19 +200,26 @@ class ObjectStore:
     def from_env(
         cls, bucket: str, prefix: str = "", patience: float = 0.0, log: Callable[[str], None] = lambda _m: None
     ) -> ObjectStore:
-        """Credentials from BALLAST_S3_* variables (set from a Secret in pods)."""
-        missing = [
-            v for v in ("BALLAST_S3_ENDPOINT", "BALLAST_S3_ACCESS_KEY", "BALLAST_S3_SECRET_KEY") if v not in os.environ
-        ]
-        if missing:
-            raise RuntimeError(f"object store not configured: set {', '.join(missing)}")
+        """The store pods are given: BALLAST_S3_ENDPOINT, BALLAST_S3_SECURE (default true),
+        BALLAST_S3_REGION, BALLAST_S3_CA_FILE (a mounted PEM bundle), and the keys in
+        BALLAST_S3_ACCESS_KEY and BALLAST_S3_SECRET_KEY (from a Secret) or, without them, the
+        pod's own identity (its ServiceAccount's IAM role, AWS_* variables)."""
+        if "BALLAST_S3_ENDPOINT" not in os.environ:
+            raise RuntimeError("object store not configured: set BALLAST_S3_ENDPOINT")
+        keys = [os.environ.get("BALLAST_S3_ACCESS_KEY"), os.environ.get("BALLAST_S3_SECRET_KEY")]
+        if (keys[0] is None) != (keys[1] is None):
+            missing = "BALLAST_S3_SECRET_KEY" if keys[1] is None else "BALLAST_S3_ACCESS_KEY"
+            raise RuntimeError(f"object store not configured: set {missing} too, or neither key")
+        ca_file = os.environ.get("BALLAST_S3_CA_FILE")
         return cls(
             os.environ["BALLAST_S3_ENDPOINT"],
-            os.environ["BALLAST_S3_ACCESS_KEY"],
-            os.environ["BALLAST_S3_SECRET_KEY"],
+            keys[0],
+            keys[1],
             bucket,
             prefix,
-            secure=os.environ.get("BALLAST_S3_SECURE", "false").lower() in ("1", "true", "yes"),
+            secure=os.environ.get("BALLAST_S3_SECURE", "true").lower() in ("1", "true", "yes"),
+            region=os.environ.get("BALLAST_S3_REGION") or None,
+            ca_pem=read_ca_file(ca_file) if ca_file else None,
             patience=patience,
             log=log,
         )
@@ -238,6 +290,8 @@ class ObjectStore:
                 yield item.object_name[strip:]
         except (S3Error, InvalidResponseError, ServerError) as error:
             raise _refusal(self.endpoint, error) from None
+        except IdentityNotFound as error:
+            raise NoCredentials(self.endpoint, error) from error
         except TRANSIENT_ERRORS as error:  # a listing is streamed page by page: not retried
             raise StoreUnavailable(f"object store {self.endpoint} unreachable ({type(error).__name__})") from error
 

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 GROUP = "ballast.dev"
@@ -74,16 +74,72 @@ class SecretKeyRef(Model):
     secret_key_key: str = Field("secretKey", description="Key in the Secret that holds the secret access key.")
 
 
+class KeyRef(Model):
+    name: ObjectName = Field(description="Name of the object in the resource's namespace.")
+    key: str = Field(
+        "ca.crt",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key that holds the PEM bundle.",
+    )
+
+
+class CABundleRef(Model):
+    """Where the PEM bundle of the CA(s) that sign the store's certificate is: one key of exactly one
+    Secret or ConfigMap in the pool's namespace."""
+
+    model_config = Model.model_config | {
+        "json_schema_extra": {
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.secret) != has(self.configMap)",
+                    "message": "objectStore.caBundle: name exactly one of secret or configMap",
+                }
+            ]
+        }
+    }
+
+    secret: KeyRef | None = Field(None, description="A Secret key holding the PEM bundle.")
+    config_map: KeyRef | None = Field(None, description="A ConfigMap key holding the PEM bundle.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> CABundleRef:
+        if (self.secret is None) == (self.config_map is None):
+            raise ValueError("objectStore.caBundle: name exactly one of secret or configMap")
+        return self
+
+
 class ObjectStoreSpec(Model):
-    """An S3-compatible bucket. Credentials come only from a Secret, never inline."""
+    """An S3-compatible bucket. Credentials from a Secret (never inline), or else the caller's own identity."""
 
     endpoint: str = Field(description="host:port of the S3 endpoint, without scheme.", min_length=1, max_length=253)
-    secure: bool = Field(False, description="Use HTTPS.")
+    secure: bool = Field(True, description="Use HTTPS (the default); false only for a plain-HTTP test store.")
+    region: str | None = Field(
+        None,
+        description="The bucket's region (e.g. eu-west-1). Unset: asked of the store.",
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9][-a-z0-9]*$",
+    )
     bucket: str = Field(description="Bucket name.", min_length=3, max_length=63)
     prefix: str = Field(
         "", description="Key prefix under which anchor/, pool/, runs/ and models/ live.", max_length=200
     )
-    credentials_secret_ref: SecretKeyRef = Field(description="Secret with the access and secret keys.")
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        None,
+        description="Secret with the access and secret keys. Unset: the operator, the CLI and the Jobs find "
+        "credentials themselves: AWS_* or MINIO_* variables, ~/.aws/credentials, then an IAM role (IRSA's "
+        "web identity token, ECS or EC2 metadata).",
+    )
+    ca_bundle: CABundleRef | None = Field(
+        None, description="CA bundle the store's certificate is checked against (a private CA). Unset: the system's."
+    )
+    service_account_name: ObjectName | None = Field(
+        None,
+        description="ServiceAccount the training and gate Jobs run as, for credentials from its identity (IRSA: "
+        "one annotated with eks.amazonaws.com/role-arn). Unset: the namespace's default ServiceAccount.",
+    )
 
 
 class ModelRef(Model):

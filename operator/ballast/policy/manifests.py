@@ -34,15 +34,49 @@ def job_name(run: str, stage: Stage) -> str:
     return f"{run[:55]}-{'train' if stage == 'rebase' else stage}"
 
 
+# Where a pod finds the store's CA bundle (objectStore.caBundle), mounted read-only.
+STORE_CA_DIR = "/etc/ballast/store-ca"
+STORE_CA_FILE = f"{STORE_CA_DIR}/ca.crt"
+STORE_CA_VOLUME = "store-ca"
+
+
 def store_env(store: ObjectStoreSpec) -> list[dict[str, Any]]:
-    """The object store for a pod: endpoint in plain env, keys only through secretKeyRef."""
-    ref = store.credentials_secret_ref
-    return [
+    """The object store for a pod: endpoint in plain env, keys only through secretKeyRef. Without
+    a Secret there are no keys: the pod's own identity (its ServiceAccount's IAM role) is used."""
+    env: list[dict[str, Any]] = [
         {"name": "BALLAST_S3_ENDPOINT", "value": store.endpoint},
         {"name": "BALLAST_S3_SECURE", "value": "true" if store.secure else "false"},
-        {"name": "BALLAST_S3_ACCESS_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.access_key_key}}},
-        {"name": "BALLAST_S3_SECRET_KEY", "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.secret_key_key}}},
     ]
+    if store.region:
+        env.append({"name": "BALLAST_S3_REGION", "value": store.region})
+    if store.ca_bundle:
+        env.append({"name": "BALLAST_S3_CA_FILE", "value": STORE_CA_FILE})
+    ref = store.credentials_secret_ref
+    if ref is not None:
+        env += [
+            {
+                "name": "BALLAST_S3_ACCESS_KEY",
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.access_key_key}},
+            },
+            {
+                "name": "BALLAST_S3_SECRET_KEY",
+                "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.secret_key_key}},
+            },
+        ]
+    return env
+
+
+def store_ca_volume(store: ObjectStoreSpec) -> dict[str, Any] | None:
+    """The volume that puts the pool's CA bundle at STORE_CA_FILE (None without one)."""
+    ref = store.ca_bundle
+    if ref is None:
+        return None
+    if ref.secret is not None:
+        items = [{"key": ref.secret.key, "path": "ca.crt"}]
+        return {"name": STORE_CA_VOLUME, "secret": {"secretName": ref.secret.name, "items": items}}
+    assert ref.config_map is not None  # the model holds exactly one
+    items = [{"key": ref.config_map.key, "path": "ca.crt"}]
+    return {"name": STORE_CA_VOLUME, "configMap": {"name": ref.config_map.name, "items": items}}
 
 
 def owner_reference(kind: str, name: str, uid: str) -> dict[str, Any]:
@@ -95,10 +129,14 @@ def build_job(
     if training.gpus > 0:
         resources["limits"]["nvidia.com/gpu"] = str(training.gpus)
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
-    mounts = [{"name": "scratch", "mountPath": "/scratch"}]
+    mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": "/scratch"}]
     if needs_shared_memory(stage, training):
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
+    ca_volume = store_ca_volume(store)
+    if ca_volume is not None:
+        volumes.append(ca_volume)
+        mounts.append({"name": STORE_CA_VOLUME, "mountPath": STORE_CA_DIR, "readOnly": True})
     volumes += [v.to_wire() for v in jobs.volumes]
     mounts += [m.to_wire() for m in jobs.volume_mounts]
     container = {
@@ -145,6 +183,9 @@ def build_job(
         "enableServiceLinks": False,
         "automountServiceAccountToken": False,
     }
+    if store.service_account_name:
+        # Its IAM role only (IRSA's webhook mounts that token itself): no Kubernetes API token.
+        pod_spec["serviceAccountName"] = store.service_account_name
     if jobs.priority_class_name:
         pod_spec["priorityClassName"] = jobs.priority_class_name
     if jobs.image_pull_secrets:
