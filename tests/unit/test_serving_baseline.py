@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from ballast_trainer.servingbaseline import Baseline, BaselineLearner, gate_class_rates, stored_baseline
@@ -62,6 +64,11 @@ def test_fewer_than_one_baseline_document_is_refused_naming_the_count():
 BASELINE = Baseline(100, 0.25, 0.8, {"total": 0.9}, "serving")
 
 
+def forged(**changes) -> bytes:
+    document = {**json.loads(BASELINE.to_json("sha256:aa")), **changes}
+    return json.dumps(document).encode()
+
+
 @pytest.mark.parametrize(
     ("raw", "digest", "expected"),
     [
@@ -70,6 +77,11 @@ BASELINE = Baseline(100, 0.25, 0.8, {"total": 0.9}, "serving")
         (None, "sha256:aa", None),
         (b"{not json", "sha256:aa", None),
         (b'{"modelDigest": "sha256:aa", "documents": 1}', "sha256:aa", None),
+        (forged(confidence=float("nan")), "sha256:aa", None),
+        (forged(latencySeconds=float("inf")), "sha256:aa", None),
+        (forged(classDetectionRate={"total": 7}), "sha256:aa", None),
+        (forged(classDetectionRate={"total": 0.9, "x" * 50: 0.5}), "sha256:aa", BASELINE),
+        (forged(padding="x" * 70_000), "sha256:aa", None),
     ],
     ids=[
         "a stored baseline of the same model is reused",
@@ -77,10 +89,15 @@ BASELINE = Baseline(100, 0.25, 0.8, {"total": 0.9}, "serving")
         "no stored baseline means learning",
         "an unreadable stored baseline means learning",
         "an incomplete stored baseline means learning",
+        "a NaN confidence (which would silence the alert for good) is refused",
+        "an infinite latency is refused",
+        "a rate above 1 is refused",
+        "classes the model does not have are dropped, not made into series",
+        "a stored baseline far larger than one is refused",
     ],
 )
 def test_stored_baselines_are_reused_only_for_the_model_they_were_learned_on(raw, digest, expected):
-    assert stored_baseline(raw, digest) == expected
+    assert stored_baseline(raw, digest, CLASSES) == expected
 
 
 @pytest.mark.parametrize(
@@ -90,8 +107,17 @@ def test_stored_baselines_are_reused_only_for_the_model_they_were_learned_on(raw
         ({"latencySeconds": 0.01}, None),
         ({}, None),
         ({"classDetectionRate": {}}, None),
+        ({"classDetectionRate": {"total": float("nan")}}, None),
+        ({"classDetectionRate": {"total": 0.9, "forged": 0.5}}, {"total": 0.9}),
     ],
-    ids=["gate figures give the test-set rates", "no rates", "no gate figures", "empty rates"],
+    ids=[
+        "gate figures give the test-set rates",
+        "no rates",
+        "no gate figures",
+        "empty rates",
+        "a rate that is not one gives none",
+        "only the model's classes are taken",
+    ],
 )
 def test_only_the_gates_per_field_rates_are_taken_from_its_figures(gate_figures, expected):
-    assert gate_class_rates(gate_figures) == expected
+    assert gate_class_rates(gate_figures, CLASSES) == expected

@@ -269,16 +269,19 @@ def prepare_baseline(
     state: ServingState, store: ObjectStore, uri: str, digest: str, gate_figures: dict[str, Any], documents: int
 ) -> str:
     """Publish the stored serving baseline of this model, or start learning one. Says which, for the log."""
+    assert state.predictor is not None
+    classes = sorted(state.predictor.names.values())
     key = layout.beside(store.relative(uri), servingbaseline.FILE)
-    stored = servingbaseline.stored_baseline(store.get(key) if store.exists(key) else None, digest)
+    size = store.size(key)
+    raw = store.get(key) if size is not None and size <= servingbaseline.MAX_BYTES else None  # never a huge read
+    stored = servingbaseline.stored_baseline(raw, digest, classes)
     if stored is not None:
         publish_baseline(state.metrics, state.pool, state.version, stored)
         return f"baseline from {key} ({stored.documents} documents)"
-    rates = servingbaseline.gate_class_rates(gate_figures)
+    rates = servingbaseline.gate_class_rates(gate_figures, classes)
     if rates is not None:  # known now: the per-field alert need not wait for the rest
         publish_class_rates(state.metrics, state.pool, state.version, rates)
-    assert state.predictor is not None
-    learner = BaselineLearner(documents, sorted(state.predictor.names.values()), rates)
+    learner = BaselineLearner(documents, classes, rates)
 
     def persist(learned: Baseline) -> None:
         try:

@@ -19,6 +19,7 @@ to other hardware).
 from __future__ import annotations
 
 import json
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,31 +53,56 @@ class Baseline:
         ).encode()
 
 
-def stored_baseline(raw: bytes | None, model_digest: str) -> Baseline | None:
-    """A stored baseline of this very model, or None (absent, unreadable, or another model's)."""
-    if raw is None:
+MAX_BYTES = 64 * 1024  # a baseline is a few hundred bytes: anything far larger is not one
+
+
+def _rate(value: Any) -> float:
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:  # also refuses NaN
+        raise ValueError(f"not a rate: {value!r}")
+    return rate
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"not a finite figure: {value!r}")
+    return number
+
+
+def stored_baseline(raw: bytes | None, model_digest: str, classes: list[str]) -> Baseline | None:
+    """A stored baseline of this very model, or None (absent, unreadable, another model's, or with
+    figures no baseline has: NaN or infinite ones would silence the alerts for good, unknown
+    classes would each become a series). Whoever may write the bucket can still forge plausible
+    numbers: the effect is bounded to this model's alerts."""
+    if raw is None or len(raw) > MAX_BYTES:
         return None
     try:
         document = json.loads(raw)
         if document.get("modelDigest") != model_digest:
             return None
+        rates = {str(k): _rate(v) for k, v in document["classDetectionRate"].items() if str(k) in classes}
         return Baseline(
             documents=int(document["documents"]),
-            latency_seconds=float(document["latencySeconds"]),
-            confidence=float(document["confidence"]),
-            class_detection_rate={str(k): float(v) for k, v in document["classDetectionRate"].items()},
-            class_source=str(document.get("classSource", "serving")),
+            latency_seconds=_finite(document["latencySeconds"]),
+            confidence=_rate(document["confidence"]),
+            class_detection_rate=rates,
+            class_source=str(document.get("classSource", "serving"))[:16],
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
 
 
-def gate_class_rates(gate_baseline: dict[str, Any]) -> dict[str, float] | None:
-    """The per-field rates the gate measured on the held-out test set (baseline.json), if any."""
+def gate_class_rates(gate_baseline: dict[str, Any], classes: list[str] | None = None) -> dict[str, float] | None:
+    """The per-field rates the gate measured on the held-out test set (baseline.json), if any
+    (only the model's classes, only rates)."""
     rates = gate_baseline.get("classDetectionRate")
     if not isinstance(rates, dict) or not rates:
         return None
-    return {str(k): float(v) for k, v in rates.items()}
+    try:
+        return {str(k): _rate(v) for k, v in rates.items() if classes is None or str(k) in classes}
+    except (ValueError, TypeError):
+        return None
 
 
 @dataclass

@@ -261,14 +261,18 @@ class ObjectStore:
         return data
 
     def exists(self, relative: str) -> bool:
+        return self.size(relative) is not None
+
+    def size(self, relative: str) -> int | None:
+        """The object's size in bytes, or None when there is no such object."""
         key = self.key(relative)
         try:
-            self._call(lambda: self.client.stat_object(self.bucket, key))
+            stat = self._call(lambda: self.client.stat_object(self.bucket, key))
         except StoreRefused as error:
             if error.code in ("NoSuchKey", "NoSuchObject", "NotFound"):
-                return False
+                return None
             raise
-        return True
+        return int(stat.size or 0)
 
     def list(self, relative_prefix: str, recursive: bool = True) -> Iterator[str]:
         """Keys under a prefix, relative to the store prefix (streamed, so not retried)."""
