@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import subprocess
+import time
 
 import yaml
 from kubernetes import client
@@ -19,6 +20,8 @@ from ballast_dev.cluster import build
 from ballast_dev.testing.install import install
 from ballast_dev.testing.kube import eventually
 from tests.integration.test_operator import (
+    GROUP,
+    VERSION,
     a_release,
     create,
     release_status,
@@ -52,6 +55,18 @@ def git_sync(cluster, namespace: str, manifest: dict) -> None:
     )
 
 
+def release_exists(kube, namespace: str) -> bool:
+    try:
+        client.CustomObjectsApi(kube).get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelreleases", "detector"
+        )
+    except client.ApiException as error:
+        if error.status == 404:
+            return False
+        raise
+    return True
+
+
 def condition(kube, namespace: str, type_: str) -> dict | None:
     return next((c for c in release_status(kube, namespace).get("conditions", []) if c["type"] == type_), None)
 
@@ -73,7 +88,7 @@ def test_a_git_sync_of_the_serving_deployment_keeps_the_released_model_and_an_en
         eventually(lambda: release_status(kube, namespace).get("phase") == "Released", 120, what="released")
         assert served_version(kube, namespace) == "base_v1"
         config_map = client.CoreV1Api(kube).read_namespaced_config_map("detector-model", namespace)
-        assert config_map.metadata.owner_references[0].kind == "ModelRelease"
+        assert config_map.metadata.labels["ballast.dev/model-release"] == "detector"
         managers = {e.manager for e in config_map.metadata.managed_fields}
         assert managers == {"ballast-operator"}
         rolled = template(kube, namespace)["metadata"]["annotations"]
@@ -116,6 +131,14 @@ def test_a_git_sync_of_the_serving_deployment_keeps_the_released_model_and_an_en
             120,
             what="drift resolved",
         )
+        assert served_version(kube, namespace) == "base_v1"
+
+        # Git prunes the release (or renames it): the pods keep the model they read, nothing is collected.
+        client.CustomObjectsApi(kube).delete_namespaced_custom_object(
+            GROUP, VERSION, namespace, "modelreleases", "detector"
+        )
+        eventually(lambda: not release_exists(kube, namespace), 30, what="release deleted")
+        time.sleep(3)  # the garbage collector would have acted by now
         assert served_version(kube, namespace) == "base_v1"
     finally:
         installed.process.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -12,10 +13,9 @@ from ballast.api.modelrelease import ModelReleaseSpec, ModelReleaseStatus, Relea
 from ballast.policy.modelrelease import DeploymentView, ReleaseObservation, ReleaseStep, decide_release
 from ballast.policy.servingconfig import ModelConfigView, ModelSource, PodView
 
-from .builders import T0, a_model, a_pool_spec, a_run_summary
+from .builders import DIGEST, T0, a_model, a_pool_spec, a_run_summary
 
 APPROVER = "ana"  # a Review approval the operator verified
-UID = "uid-of-rel"
 READS_RELEASE = ModelSource(config_maps=("rel-model",))
 
 
@@ -37,6 +37,12 @@ def deployment(
     )
 
 
+def a_config(version: str, release: str = "rel") -> ModelConfigView:
+    """The release's ConfigMap holding `version` (its published copy), written a minute ago."""
+    uri = f"s3://ballast/models/p/{version}/model.pt"
+    return ModelConfigView(version, uri, DIGEST, T0 - timedelta(minutes=1), release)
+
+
 def observe(
     model: str = "ft_v1.1",
     runs: tuple = (),
@@ -47,8 +53,12 @@ def observe(
     serving: str | None = None,
     **fields: Any,
 ) -> ReleaseObservation:
-    """`serving`: the model in the release's ConfigMap (None: no ConfigMap yet)."""
-    config = ModelConfigView(serving, T0 - timedelta(minutes=1), (UID,)) if serving else None
+    """`serving`: the model in the release's ConfigMap (None: no ConfigMap yet), and the pods rolled
+    for it (the template's checksum) unless `rolled=False`."""
+    config = a_config(serving) if serving else None
+    dep = dep if dep is not None else deployment()
+    if config is not None and fields.pop("rolled", True):
+        dep = replace(dep, checksum=config.checksum())
     return ReleaseObservation(
         name="rel",
         generation=2,
@@ -57,12 +67,11 @@ def observe(
             {"pool": "p", "deployment": {"name": "d", "container": container}, "model": model}
         ),
         status=status or ModelReleaseStatus(),
-        deployment=dep if dep is not None else deployment(),
+        deployment=dep,
         pool=a_pool_spec() if pool else None,
         pool_status=FineTunePoolStatus(),
         runs=runs,
         last_editor="argocd",
-        uid=UID,
         model_config=fields.pop("model_config", config),
         pods=fields.pop("pods", ()),
     )
@@ -253,8 +262,10 @@ RELEASED = decide_release(
 ).status
 
 
-def a_pod(name: str = "d-1", ready: bool = True, started: timedelta = timedelta(0), **source: Any) -> PodView:
-    return PodView(name, ready, T0 + started, ModelSource(**source) if source else READS_RELEASE)
+def a_pod(
+    name: str = "d-1", ready: bool = True, started: timedelta = timedelta(0), checksum: str | None = None, **source: Any
+) -> PodView:
+    return PodView(name, ready, T0 + started, ModelSource(**source) if source else READS_RELEASE, checksum)
 
 
 @pytest.mark.parametrize(
@@ -282,7 +293,7 @@ def test_a_deployment_that_does_not_take_its_model_from_the_release_is_blocked_w
 
 
 def test_a_config_map_of_that_name_which_is_not_the_releases_is_never_overwritten() -> None:
-    foreign = ModelConfigView("ft_v0.9", T0, ("uid-of-someone-else",))
+    foreign = a_config("ft_v0.9", release="")  # someone's own ConfigMap, without the release's label
     action = decide_release(observe(runs=(a_run_summary(),), model_config=foreign))
     blocked = next(c for c in action.status.conditions if c.type == "Blocked")
     assert action.step is ReleaseStep.BLOCK and blocked.reason == "ConfigMapNotOwned"
@@ -343,3 +354,60 @@ def test_a_rollout_of_gits_own_after_the_release_is_never_timed_out_or_undone(ro
     released = RELEASED.evolve(rollout_started_at=T0 - timedelta(hours=2))  # long past its deadline
     action = decide_release(observe(serving="ft_v1.1", status=released, dep=deployment(rollout=rollout)))
     assert action.step is ReleaseStep.NOTHING
+
+
+def test_a_write_that_failed_halfway_is_written_again_and_not_counted_as_a_rollback() -> None:
+    # The ConfigMap got ft_v1.1, then the Deployment's annotation could not be written: pods never rolled.
+    base = ReleaseRecord(model=a_model("base_v1"), released_at=T0 - timedelta(days=1))
+    rolling = ModelReleaseStatus(phase="Progressing", current_model="base_v1", history=[base])
+    action = decide_release(observe(runs=(a_run_summary(),), serving="ft_v1.1", status=rolling, rolled=False))
+    assert action.step is ReleaseStep.ROLL_OUT and not action.rollback
+
+
+def test_a_release_whose_first_model_failed_to_roll_out_does_not_roll_back_again_and_again() -> None:
+    # Nothing served before: the failed model stays in the ConfigMap; the release must stay put.
+    failed = decide_release(
+        observe(
+            runs=(a_run_summary(),),
+            serving="ft_v1.1",
+            dep=deployment(rollout="Failed"),
+            status=ModelReleaseStatus(phase="Progressing", rollout_started_at=T0),
+        )
+    )
+    assert failed.step is ReleaseStep.ROLL_BACK and failed.status.rollbacks == 1
+    again = decide_release(
+        observe(runs=(a_run_summary(),), serving="ft_v1.1", dep=deployment(rollout="Failed"), status=failed.status)
+    )
+    assert again.step in (ReleaseStep.NOTHING, ReleaseStep.UPDATE_STATUS) and again.status.rollbacks == 1
+    assert again.events == ()
+
+
+def test_model_drift_does_not_outlive_the_released_state() -> None:
+    drifted = decide_release(
+        observe(serving="ft_v1.1", status=RELEASED, pods=(a_pod(literal=(("BALLAST_MODEL_VERSION", "x"),)),))
+    )
+    blocked = decide_release(observe("ft_v1.7", serving="ft_v1.1", status=drifted.status))
+    assert blocked.step is ReleaseStep.BLOCK
+    assert "ModelDrift" not in {c.type for c in blocked.status.conditions}
+
+
+@pytest.mark.parametrize(
+    ("pod", "drifts"),
+    [
+        pytest.param(
+            a_pod(checksum="0" * 16, started=timedelta(minutes=5)),
+            True,
+            id="a pod started for another model's checksum drifts",
+        ),
+        pytest.param(a_pod(started=-timedelta(seconds=3)), False, id="a few seconds of clock skew are not drift"),
+        pytest.param(
+            replace(a_pod(), source=ModelSource(("rel-model",), (), overridden=True)),
+            True,
+            id="a pod whose model keys come from elsewhere too drifts",
+        ),
+    ],
+)
+def test_what_a_pod_runs_is_read_from_its_checksum_first_then_its_start(pod: PodView, drifts: bool) -> None:
+    action = decide_release(observe(serving="ft_v1.1", status=RELEASED, pods=(pod,)))
+    condition = next((c for c in action.status.conditions if c.type == "ModelDrift"), None)
+    assert (condition is not None and condition.status == "True") is drifts

@@ -7,21 +7,17 @@ from ballast.policy.servingconfig import checksum, config_map_name, deployment_r
 from .builders import T0, a_model
 
 
-def test_the_config_map_holds_the_models_variables_and_is_owned_by_the_release() -> None:
-    body = model_config_map("detector", "uid-1", a_model(), T0, {"ballast.dev/model-release": "detector"})
+def test_the_config_map_holds_the_models_variables_and_names_its_release_without_owning_references() -> None:
+    body = model_config_map("detector", a_model(), T0, {"ballast.dev/model-release": "detector"})
     assert body["metadata"]["name"] == config_map_name("detector") == "detector-model"
     assert body["data"] == {
         "BALLAST_MODEL_URI": a_model().uri,
         "BALLAST_MODEL_DIGEST": a_model().digest,
         "BALLAST_MODEL_VERSION": "ft_v1.1",
     }
-    owner = body["metadata"]["ownerReferences"][0]
-    assert (owner["kind"], owner["name"], owner["uid"], owner["controller"]) == (
-        "ModelRelease",
-        "detector",
-        "uid-1",
-        True,
-    )
+    assert body["metadata"]["labels"] == {"ballast.dev/model-release": "detector"}
+    # No ownerReference: deleting the release (a prune, a rename) must not take the model from the pods.
+    assert "ownerReferences" not in body["metadata"]
     assert body["metadata"]["annotations"]["ballast.dev/written-at"] == T0.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

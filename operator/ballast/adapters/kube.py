@@ -20,7 +20,13 @@ from ballast.adapters.storeidentity import ca_problem
 from ballast.api.common import GROUP, VERSION, CABundleRef, ObjectStoreSpec
 from ballast.api.contracts import TerminationReport
 from ballast.api.jobs import KUEUE_QUEUE_LABEL
-from ballast.api.modelrelease import ANNOTATION_WRITTEN_AT, ENV_MODEL_VERSION
+from ballast.api.modelrelease import (
+    ANNOTATION_MODEL_CHECKSUM,
+    ANNOTATION_WRITTEN_AT,
+    ENV_MODEL_DIGEST,
+    ENV_MODEL_URI,
+    ENV_MODEL_VERSION,
+)
 from ballast.policy.conditions import Event
 from ballast.policy.finetunerun import JobState, JobView
 from ballast.policy.manifests import LABEL_RELEASE, job_differences, pod_differences
@@ -332,6 +338,7 @@ def read_deployment(clients: Clients, namespace: str, name: str) -> DeploymentVi
         raise
     state, detail = rollout_state(deployment)
     containers = deployment.spec.template.spec.containers
+    template_annotations = deployment.spec.template.metadata.annotations or {}
     return DeploymentView(
         name=name,
         release=(deployment.metadata.labels or {}).get(LABEL_RELEASE),
@@ -339,22 +346,37 @@ def read_deployment(clients: Clients, namespace: str, name: str) -> DeploymentVi
         rollout=state,  # type: ignore[arg-type]
         detail=detail,
         sources={c.name: model_source(c) for c in containers},
+        checksum=template_annotations.get(ANNOTATION_MODEL_CHECKSUM),
     )
 
 
 def model_source(container: Any) -> ModelSource:
-    """Where a container's BALLAST_MODEL_* come from: ConfigMaps it reads, values it sets itself."""
-    config_maps = [s.config_map_ref.name for s in container.env_from or [] if s.config_map_ref is not None]
-    literal = []
+    """Where a container's BALLAST_MODEL_* come from, as the kubelet resolves them: envFrom
+    ConfigMaps read without a prefix, then env, which wins over all of them."""
+    config_maps = [
+        s.config_map_ref.name for s in container.env_from or [] if s.config_map_ref is not None and not s.prefix
+    ]
+    literal, overridden = [], False
     for variable in container.env or []:
         if variable.name not in MODEL_KEYS:
             continue
         ref = variable.value_from.config_map_key_ref if variable.value_from else None
-        if ref is not None:
+        if ref is not None and ref.key == variable.name:
             config_maps.append(ref.name)
+        elif variable.value_from is not None:  # another key, a Secret, a field: not the release's value
+            overridden = True
         else:
             literal.append((variable.name, variable.value or ""))
-    return ModelSource(tuple(config_maps), tuple(literal))
+    return ModelSource(tuple(config_maps), tuple(literal), overridden)
+
+
+def _stamp(text: str | None) -> datetime | None:
+    """An RFC 3339 time from an annotation; anything else (edited by hand) is unknown, not a crash."""
+    try:
+        moment = datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
+    return moment if moment is None or moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def read_model_config(clients: Clients, namespace: str, name: str) -> ModelConfigView | None:
@@ -364,32 +386,33 @@ def read_model_config(clients: Clients, namespace: str, name: str) -> ModelConfi
         if error.status == 404:
             return None
         raise
-    meta = config_map.metadata
-    written = (meta.annotations or {}).get(ANNOTATION_WRITTEN_AT)
+    meta, data = config_map.metadata, config_map.data or {}
     return ModelConfigView(
-        version=(config_map.data or {}).get(ENV_MODEL_VERSION),
-        written_at=datetime.fromisoformat(written) if written else None,
-        owner_uids=tuple(o.uid for o in meta.owner_references or []),
+        version=data.get(ENV_MODEL_VERSION),
+        uri=data.get(ENV_MODEL_URI),
+        digest=data.get(ENV_MODEL_DIGEST),
+        written_at=_stamp((meta.annotations or {}).get(ANNOTATION_WRITTEN_AT)),
+        release=(meta.labels or {}).get(LABEL_RELEASE),
     )
 
 
 def serving_pods(clients: Clients, namespace: str, deployment: str, container: str | None) -> tuple[PodView, ...]:
-    """The Deployment's pods (by its selector's labels), as their serving container runs."""
+    """The Deployment's own pods (its selector's labels, owned by one of its ReplicaSets), as their
+    serving container (by name: injected sidecars may come first) runs."""
     try:
         found = clients.apps.read_namespaced_deployment(deployment, namespace)
     except ApiException as error:
         if error.status == 404:
             return ()
         raise
-    labels = found.spec.selector.match_labels or {}
-    if not labels:
-        return ()
-    selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    selector = label_selector(found.spec.selector)
+    template = found.spec.template.spec.containers
+    name = container or (template[0].name if template else None)
     views = []
     for pod in clients.core.list_namespaced_pod(namespace, label_selector=selector).items:
-        if pod.metadata.deletion_timestamp is not None:
+        if pod.metadata.deletion_timestamp is not None or not _owned_by(pod, deployment):
             continue
-        spec = next((c for c in pod.spec.containers if container in (None, c.name)), None)
+        spec = next((c for c in pod.spec.containers if c.name == name), None)
         if spec is None:
             continue
         status = next((c for c in pod.status.container_statuses or [] if c.name == spec.name), None)
@@ -400,9 +423,35 @@ def serving_pods(clients: Clients, namespace: str, deployment: str, container: s
                 ready=bool(status and status.ready),
                 started_at=running.started_at if running else None,
                 source=model_source(spec),
+                checksum=(pod.metadata.annotations or {}).get(ANNOTATION_MODEL_CHECKSUM),
             )
         )
     return tuple(views)
+
+
+def label_selector(selector: Any) -> str:
+    """A LabelSelector as the `label_selector` query string (matchLabels and matchExpressions)."""
+    parts = [f"{k}={v}" for k, v in sorted((selector.match_labels or {}).items())]
+    for expression in selector.match_expressions or []:
+        values = ",".join(expression.values or [])
+        operator = expression.operator
+        if operator == "In":
+            parts.append(f"{expression.key} in ({values})")
+        elif operator == "NotIn":
+            parts.append(f"{expression.key} notin ({values})")
+        elif operator == "Exists":
+            parts.append(expression.key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{expression.key}")
+    return ",".join(parts)
+
+
+def _owned_by(pod: Any, deployment: str) -> bool:
+    """Created by one of the Deployment's ReplicaSets (`<deployment>-<template hash>`), not another
+    workload that happens to share the labels."""
+    return any(
+        o.kind == "ReplicaSet" and o.name.rsplit("-", 1)[0] == deployment for o in pod.metadata.owner_references or []
+    )
 
 
 def apply(clients: Clients, namespace: str, body: dict[str, Any]) -> None:
@@ -421,11 +470,12 @@ def rollout_state(deployment: Any) -> tuple[str, str]:
     """("Available" | "Progressing" | "Failed", message) for a Deployment's current template."""
     status = deployment.status
     desired = deployment.spec.replicas if deployment.spec.replicas is not None else 1
+    # A template just changed: the controller has not looked yet, so an old deadline condition is stale.
+    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
+        return "Progressing", "waiting for the deployment controller"
     for condition in status.conditions or []:
         if condition.type == "Progressing" and condition.reason == "ProgressDeadlineExceeded":
             return "Failed", condition.message or "progress deadline exceeded"
-    if (status.observed_generation or 0) < (deployment.metadata.generation or 0):
-        return "Progressing", "waiting for the deployment controller"
     updated, available, total = status.updated_replicas or 0, status.available_replicas or 0, status.replicas or 0
     if updated == desired and available == desired and total == desired:
         return "Available", f"{available}/{desired} replicas available"

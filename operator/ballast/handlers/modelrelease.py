@@ -51,7 +51,6 @@ def observe(ctx: Context, key: Key, body: dict[str, Any], spec: ModelReleaseSpec
         pool_status=pool_status,
         runs=pool_runs(ctx, key.namespace, spec.pool),
         last_editor=last_spec_editor(body["metadata"].get("managedFields") or []),
-        uid=body["metadata"].get("uid", ""),
         model_config=kube.read_model_config(ctx.clients, key.namespace, config_map_name(key.name)),
         pods=kube.serving_pods(ctx.clients, key.namespace, spec.deployment.name, spec.deployment.container),
     )
@@ -85,7 +84,7 @@ def roll_back(ctx: Context, key: Key, obs: ReleaseObservation, action: ReleaseAc
 def point_at(ctx: Context, key: Key, obs: ReleaseObservation, model: ModelRef) -> None:
     """The model into the release's ConfigMap, then the pods rolled (one pod-template annotation)."""
     labels = {LABEL_RELEASE: key.name, **MANAGED_BY}
-    kube.apply(ctx.clients, key.namespace, model_config_map(key.name, obs.uid, model, now(), labels))
+    kube.apply(ctx.clients, key.namespace, model_config_map(key.name, model, now(), labels))
     kube.apply(ctx.clients, key.namespace, deployment_roll(obs.spec.deployment.name, model))
 
 
@@ -128,7 +127,9 @@ def record_metrics(ctx: Context, key: Key, status: ModelReleaseStatus) -> None:
     for phase in get_args(ReleasePhase):
         metrics.release_phase.labels(key.namespace, key.name, phase).set(1 if phase == status.phase else 0)
     metrics.release_rollbacks.labels(key.namespace, key.name)  # at 0 until the first: increase() sees that one
-    drifting = any(c.type == ReleaseCondition.MODEL_DRIFT and c.status == "True" for c in status.conditions)
+    drifting = status.phase == "Released" and any(
+        c.type == ReleaseCondition.MODEL_DRIFT and c.status == "True" for c in status.conditions
+    )
     metrics.release_drift.labels(key.namespace, key.name).set(1 if drifting else 0)
     if status.phase != "Released" or status.current_model is None:
         return

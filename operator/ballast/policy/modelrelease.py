@@ -45,6 +45,7 @@ class DeploymentView:
     rollout: Rollout
     detail: str
     sources: Mapping[str, ModelSource] = field(default_factory=dict)  # per container: where its model comes from
+    checksum: str | None = None  # the pod template's `ballast.dev/model-checksum`: the model its pods roll for
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ class ReleaseObservation:
     pool_status: FineTunePoolStatus | None
     runs: tuple[RunSummary, ...]  # the pool's runs
     last_editor: str | None = None  # who last changed the release's spec
-    uid: str = ""
     model_config: ModelConfigView | None = None  # the release's ConfigMap, if it exists
     pods: tuple[PodView, ...] = ()  # the Deployment's pods, as the kubelet runs them
 
@@ -117,6 +117,10 @@ class _Builder:
         self.obs = obs
         self.conditions: list[Condition] = list(obs.status.conditions)
 
+    def no_drift_check(self) -> None:
+        """Pods are checked only while Released: a ModelDrift from before does not hold any more."""
+        self.conditions = [c for c in self.conditions if c.type != ReleaseCondition.MODEL_DRIFT]
+
     def condition(self, type_: str, ok: bool, reason: Reason, message: str) -> None:
         self.conditions = set_condition(self.conditions, type_, ok, reason, message, self.obs.now, self.obs.generation)
 
@@ -142,6 +146,7 @@ def unchanged(obs: ReleaseObservation) -> ReleaseAction:
 def blocked(obs: ReleaseObservation, reason: Reason, message: str) -> ReleaseAction:
     """Blocked with the reason; the Deployment is untouched. An event only when the message changes."""
     builder = _Builder(obs)
+    builder.no_drift_check()
     builder.condition(ReleaseCondition.BLOCKED, True, reason, message)
     repeated = obs.status.phase == "Blocked" and obs.status.message == message
     events = () if repeated else (Event(Reason.BLOCKED, message, warning=True),)
@@ -214,6 +219,7 @@ def _roll_back(obs: ReleaseObservation, deployment: DeploymentView) -> ReleaseAc
     if previous is not None:
         message += f"; rolled back to {previous.model.version}"
     builder = _Builder(obs)
+    builder.no_drift_check()
     builder.condition(ReleaseCondition.AVAILABLE, False, Reason.ROLLOUT_FAILED, message)
     rolled_back = builder.status(
         phase="RolledBack",
@@ -252,17 +258,15 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
             f"Deployment {deployment.name} has not opted in: its owner sets the label {LABEL_RELEASE}={obs.name}",
         )
     config_map = config_map_name(obs.name)
-    if obs.model_config is not None and obs.uid not in obs.model_config.owner_uids:
+    config = obs.model_config
+    if config is not None and config.release != obs.name:
         return blocked(
             obs,
             Reason.CONFIG_MAP_NOT_OWNED,
-            f"ConfigMap {config_map} exists and is not this release's: the operator will not overwrite it "
-            "(delete it, or name the release differently)",
+            f"ConfigMap {config_map} exists and is not this release's (its label {LABEL_RELEASE} does not name "
+            f"{obs.name}): the operator will not overwrite it (delete it, or name the release differently)",
         )
-    serving = obs.model_config.version if obs.model_config else None
-    if serving == spec.model:
-        return _serving_desired(obs, deployment)
-    if status.failed_model == spec.model:
+    if status.failed_model == spec.model:  # before anything else: a failed model is not retried
         if status.phase == "RolledBack":
             return unchanged(obs)
         return blocked(
@@ -270,6 +274,11 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
             Reason.ROLLOUT_FAILED,
             f"{spec.model} failed to roll out and was rolled back; set spec.model to another version",
         )
+    # Serving means both halves are in place: the model in the ConfigMap, and the pods rolled for it
+    # (the template's checksum). Either one missing (a write that failed halfway) is written again.
+    serving = config.version if config is not None and deployment.checksum == config.checksum() else None
+    if serving is not None and serving == spec.model:
+        return _serving_desired(obs, deployment)
     if obs.pool is None:
         return blocked(obs, Reason.MODEL_NOT_FOUND, f"FineTunePool {spec.pool} not found")
     producers = ambiguous_producers(obs)
@@ -314,8 +323,10 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         released_by=obs.last_editor,
         evidence=run.report_uri if run else None,
     )
-    rollback = any(h.model.version == spec.model for h in status.history)
+    # Back to a model released before, not the same one written again (a ConfigMap deleted by hand).
+    rollback = status.current_model != spec.model and any(h.model.version == spec.model for h in status.history)
     builder = _Builder(obs)
+    builder.no_drift_check()
     builder.condition(ReleaseCondition.BLOCKED, False, decision.reason, decision.message)
     builder.condition(ReleaseCondition.AVAILABLE, False, Reason.PROGRESSING, f"rolling out {spec.model}")
     rolling = builder.status(
@@ -323,13 +334,13 @@ def decide_release(obs: ReleaseObservation) -> ReleaseAction:
         message=f"rolling out {spec.model}",
         rollout_started_at=obs.now,
         pending=record,
-        previous_model=serving,
+        previous_model=config.version if config is not None else None,
         failed_model=None,
         rollbacks=status.rollbacks + (1 if rollback else 0),
     )
     event = Event(
         Reason.ROLLING_BACK if rollback else Reason.ROLLOUT,
-        f"ConfigMap {config_map} and Deployment {deployment.name}: {serving or 'nothing'} -> {spec.model} "
+        f"ConfigMap {config_map} and Deployment {deployment.name}: {status.current_model or 'nothing'} -> {spec.model} "
         f"({decision.message})",
     )
     deadline = obs.now + timedelta(seconds=spec.progress_deadline_seconds)

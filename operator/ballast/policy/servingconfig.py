@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from ballast.api.common import ModelRef
@@ -42,11 +42,12 @@ def config_map_name(release: str) -> str:
 class ModelSource:
     """Where one container's BALLAST_MODEL_* variables come from, as its spec says."""
 
-    config_maps: tuple[str, ...] = ()  # ConfigMaps it reads them from (envFrom or configMapKeyRef)
+    config_maps: tuple[str, ...] = ()  # ConfigMaps it reads all of them from, unchanged (envFrom, no prefix)
     literal: tuple[tuple[str, str], ...] = ()  # (name, value) set in the spec itself: they win
+    overridden: bool = False  # a later envFrom source or another key reference may replace them
 
     def reads(self, config_map: str) -> bool:
-        return config_map in self.config_maps and not self.literal
+        return config_map in self.config_maps and not self.literal and not self.overridden
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,15 @@ class ModelConfigView:
     """The release's ConfigMap as it is in the cluster."""
 
     version: str | None
+    uri: str | None
+    digest: str | None
     written_at: datetime | None
-    owner_uids: tuple[str, ...]
+    release: str | None  # the release its `ballast.dev/model-release` label names: the one that owns it
+
+    def checksum(self) -> str | None:
+        if not (self.version and self.uri and self.digest):
+            return None
+        return _checksum(self.version, self.uri, self.digest)  # as written: no validation to trip over
 
 
 @dataclass(frozen=True)
@@ -64,18 +72,22 @@ class PodView:
     ready: bool
     started_at: datetime | None  # the serving container's current start (env is read then)
     source: ModelSource
+    checksum: str | None = None  # the pod's `ballast.dev/model-checksum` (its template's when created)
 
 
 def checksum(model: ModelRef) -> str:
     """Changes whenever the model does: the pod-template annotation that rolls the pods."""
-    text = "\n".join((model.version, model.uri, model.digest))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _checksum(model.version, model.uri, model.digest)
 
 
-def model_config_map(
-    release: str, release_uid: str, model: ModelRef, written_at: datetime, labels: dict[str, str]
-) -> dict[str, Any]:
-    """The ConfigMap as the operator applies it (server-side apply; owned by the release)."""
+def _checksum(version: str, uri: str, digest: str) -> str:
+    return hashlib.sha256("\n".join((version, uri, digest)).encode()).hexdigest()[:16]
+
+
+def model_config_map(release: str, model: ModelRef, written_at: datetime, labels: dict[str, str]) -> dict[str, Any]:
+    """The ConfigMap as the operator applies it (server-side apply). No ownerReference on purpose:
+    deleting or re-creating the release (a prune, a rename, a restore) must not take the model away
+    from pods that still read it. Its label names the release that writes it."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -86,16 +98,6 @@ def model_config_map(
                 ANNOTATION_MODEL: model.version,
                 ANNOTATION_WRITTEN_AT: written_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             },
-            "ownerReferences": [
-                {
-                    "apiVersion": "ballast.dev/v1alpha1",
-                    "kind": "ModelRelease",
-                    "name": release,
-                    "uid": release_uid,
-                    "controller": True,
-                    "blockOwnerDeletion": False,
-                }
-            ],
         },
         "data": {ENV_MODEL_URI: model.uri, ENV_MODEL_DIGEST: model.digest, ENV_MODEL_VERSION: model.version},
     }
@@ -126,19 +128,28 @@ def how_to_read(deployment: str, container: str, config_map: str, source: ModelS
     return fix
 
 
+# Node and operator clocks differ a little: a container started this long before the ConfigMap's
+# write (by their clocks) is not called stale on time alone.
+CLOCK_SKEW = timedelta(seconds=5)
+
+
 def drifted_pods(config_map: str, config: ModelConfigView, pods: Sequence[PodView]) -> list[str]:
     """Ready pods that do not run the model in the ConfigMap, each with what it runs instead."""
     drifted = []
+    current = config.checksum()
     for pod in pods:
         if not pod.ready:
             continue
         literal = dict(pod.source.literal)
         if literal:
             runs = literal.get(ENV_MODEL_VERSION, "a model set in its own env")
-            if runs != config.version or len(literal) < len(MODEL_KEYS):
-                drifted.append(f"{pod.name} runs {runs} (env in the pod spec)")
-        elif config_map not in pod.source.config_maps:
-            drifted.append(f"{pod.name} does not read ConfigMap {config_map}")
-        elif config.written_at and pod.started_at and pod.started_at < config.written_at:
+            drifted.append(f"{pod.name} runs {runs} (env in the pod spec)")
+        elif not pod.source.reads(config_map):
+            drifted.append(f"{pod.name} does not read ConfigMap {config_map} as it is")
+        elif pod.checksum is not None and current is not None:
+            # Created from a template carrying a checksum: it names the model the pod started with.
+            if pod.checksum != current:
+                drifted.append(f"{pod.name} was started for another model (checksum {pod.checksum})")
+        elif config.written_at and pod.started_at and pod.started_at < config.written_at - CLOCK_SKEW:
             drifted.append(f"{pod.name} started before {config.version} was written (an earlier model)")
     return drifted
