@@ -1,7 +1,7 @@
 """`ballast-dev`: the development commands.
 
 ballast-dev cluster up|down|env|status|logs POD|build   the local cluster (`ballast-dev cluster -h`)
-ballast-dev demo [--quick] [--keep]                      the whole continuous fine-tuning loop, locally
+ballast-dev demo [--quick] [--keep] [--node kubelet]     the whole continuous fine-tuning loop, locally
 """
 
 from __future__ import annotations
@@ -35,6 +35,13 @@ def register_cluster(commands: argparse._SubParsersAction) -> None:
     verbs = cluster.add_subparsers(dest="verb", required=True)
     up = verbs.add_parser("up", help="build (first time only) and start everything")
     up.add_argument("--gpus", default="1", help="nvidia.com/gpu capacity the node advertises (default 1)")
+    up.add_argument(
+        "--node",
+        choices=("agent", "kubelet"),
+        default="agent",
+        help="agent: Ballast's node agent runs pods as host processes (fast, the default); kubelet: a real"
+        " kubelet on containerd and runc runs them from the images of scripts/build-images (root)",
+    )
     up.set_defaults(handler=_up)
     down = verbs.add_parser("down", help="stop what `up` started")
     down.add_argument("--purge", action="store_true", help="also delete the state directory (etcd, MinIO data)")
@@ -50,7 +57,7 @@ def register_cluster(commands: argparse._SubParsersAction) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
-    info = plane.up(args.state_dir, capacity={"nvidia.com/gpu": args.gpus})
+    info = plane.up(args.state_dir, capacity={"nvidia.com/gpu": args.gpus}, node_kind=args.node)
     print('\n# to use it:\neval "$(ballast-dev cluster env)"')
     print(f"# kubectl: {build.binary('kubectl')}")
     del info
@@ -113,13 +120,19 @@ def register_demo(commands: argparse._SubParsersAction) -> None:
     demo.add_argument("--keep", action="store_true", help="leave the cluster up and print how to explore it")
     demo.add_argument("--quick", action="store_true", help="one training epoch and less data (what CI runs)")
     demo.add_argument("--state-dir", type=Path, default=None, help="cluster state (default: a fresh temp dir)")
+    demo.add_argument(
+        "--node",
+        choices=("agent", "kubelet"),
+        default="agent",
+        help="kubelet: every pod is a container of scripts/build-images' images on a real kubelet (root)",
+    )
     demo.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from ballast_dev.demo import run as demo
 
-    return demo(args.quick, args.keep, args.state_dir)
+    return demo(args.quick, args.keep, args.state_dir, args.node)
 
 
 if __name__ == "__main__":

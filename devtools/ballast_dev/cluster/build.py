@@ -10,6 +10,7 @@ Run it directly for a cold build with timings: ``python -m ballast_dev.cluster.b
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,7 +29,15 @@ HELM_VERSION = "v3.22.0"
 # r2: stamped with its version and its client-go's Kubernetes version, as Helm's release builds are.
 HELM_BUILD = "r2"
 
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+PAUSE_SOURCE = Path(__file__).parent / "pause" / "main.go"
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubectl",
+    "kubelet",
+    "kube-proxy",
+)
 
 
 def cache_dir() -> Path:
@@ -51,6 +60,8 @@ BINARIES = {
     "etcd": Binary("etcd", ETCD_VERSION),
     "minio": Binary("minio", MINIO_VERSION[-12:]),
     "helm": Binary("helm", f"{HELM_VERSION}-{HELM_BUILD}"),
+    # The real node's pod sandbox process (pause/main.go); the version is its source's hash.
+    "pause": Binary("pause", hashlib.sha256(PAUSE_SOURCE.read_bytes()).hexdigest()[:12]),
 }
 
 
@@ -182,6 +193,17 @@ def build_helm() -> None:
     _go_install("helm.sh/helm/v3/cmd/helm", HELM_VERSION, "helm", target, ldflags)
 
 
+def build_pause() -> None:
+    target = BINARIES["pause"]
+    if target.path.exists():
+        return
+    workdir = cache_dir() / "src" / "pause"
+    _write_module(workdir, "module ballast.local/pause\n\ngo 1.24\n")
+    (workdir / "main.go").write_bytes(PAUSE_SOURCE.read_bytes())
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(workdir / "pause"), "."], workdir)
+    _install(workdir / "pause", target)
+
+
 def _install(built: Path, target: Binary) -> None:
     target.path.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.path.with_suffix(".tmp")
@@ -190,7 +212,13 @@ def _install(built: Path, target: Binary) -> None:
     tmp.replace(target.path)  # atomic: a half-copied binary is never mistaken for a built one
 
 
-BUILDERS = {"etcd": build_etcd, "kubernetes": build_kubernetes, "minio": build_minio, "helm": build_helm}
+BUILDERS = {
+    "etcd": build_etcd,
+    "kubernetes": build_kubernetes,
+    "minio": build_minio,
+    "helm": build_helm,
+    "pause": build_pause,
+}
 
 
 def link_binaries() -> Path:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ballast_dev.cluster import build, pki
+from ballast_dev.cluster import build, kubeletnode, pki
 
 SERVICE_CIDR = "10.0.0.0/24"
 # Handles of the processes this Python process started: kept so they are reaped on `down` instead
@@ -56,6 +56,9 @@ class ClusterInfo:
     minio_secret_key: str
     node_name: str
     processes: list[Process] = field(default_factory=list)
+    # "agent": Ballast's node agent runs pods as host processes (fast). "kubelet": a real kubelet
+    # on containerd and runc runs them from the images (kubeletnode.py).
+    node_kind: str = "agent"
 
     def env(self) -> dict[str, str]:
         """What a shell, a test or the demo needs to reach the cluster."""
@@ -233,6 +236,7 @@ def up(
     capacity: dict[str, str] | None = None,
     with_minio: bool = True,
     path_prefix: str = "",
+    node_kind: str = "agent",
     log: Callable[[str], None] = print,
 ) -> ClusterInfo:
     """Start the whole plane (building missing binaries first). Reuses a running one.
@@ -247,6 +251,7 @@ def up(
                 capacity=capacity,
                 with_minio=with_minio,
                 path_prefix=path_prefix,
+                node_kind=node_kind,
                 log=log,
             )
         except RuntimeError as error:
@@ -263,8 +268,17 @@ def _up_once(
     capacity: dict[str, str] | None,
     with_minio: bool,
     path_prefix: str,
+    node_kind: str,
     log: Callable[[str], None],
 ) -> ClusterInfo:
+    if node_kind not in ("agent", "kubelet"):
+        raise ValueError(f"node kind {node_kind!r}: choose agent or kubelet")
+    real_node = node_kind == "kubelet"
+    if real_node and (missing := kubeletnode.missing_requirements()):
+        raise RuntimeError(
+            f"the kubelet node needs {', '.join(missing)}; install Debian's {kubeletnode.RUNTIME_PACKAGES}"
+            " (scripts/setup does) and run as root"
+        )
     state = (state_dir or default_state_dir()).resolve()
     existing = load(state)
     if existing and all(is_alive(p.pid) for p in existing.processes):
@@ -277,11 +291,23 @@ def _up_once(
         log(f"building {', '.join(build.missing())} (first run only) ...")
         build.build_all()
     state.mkdir(parents=True, exist_ok=True)
+    # Where the apiserver and MinIO listen: loopback, or the bridge's host address pods can reach.
+    host = "127.0.0.1"
+    if real_node:
+        kubeletnode.claim(kubeletnode.NodePaths.of(state), _is_up)
+        kubeletnode.prepare_network(SERVICE_CIDR)
+        host = kubeletnode.HOST_ADDRESS
     logs = state / "logs"
     logs.mkdir(exist_ok=True)
     certs = state / "pki"
     ca = pki.CertificateAuthority(certs)
-    serving = ca.issue("apiserver", "kube-apiserver", server_ips=("127.0.0.1",), server_dns=("localhost",))
+    serving = ca.issue(
+        "apiserver",
+        "kube-apiserver",
+        # The service's first address is the `kubernetes` Service pods reach it by.
+        server_ips=("127.0.0.1", kubeletnode.HOST_ADDRESS, SERVICE_CIDR.rsplit(".", 1)[0] + ".1"),
+        server_dns=("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"),
+    )
     admin = ca.issue("admin", "ballast-admin", groups=("system:masters",))
     controller = ca.issue("controller-manager", "system:kube-controller-manager", groups=("system:masters",))
     scheduler = ca.issue("scheduler", "system:kube-scheduler", groups=("system:masters",))
@@ -289,7 +315,7 @@ def _up_once(
 
     etcd_client, etcd_peer, api_port = free_port(), free_port(), free_port()
     cm_port, sched_port = free_port(), free_port()
-    server = f"https://127.0.0.1:{api_port}"
+    server = f"https://{host}:{api_port}"
     kubeconfig = state / "kubeconfig"
     _kubeconfig(kubeconfig, server, ca.cert_path, *admin, "ballast-admin")
     _kubeconfig(state / "controller-manager.kubeconfig", server, ca.cert_path, *controller, "controller-manager")
@@ -303,6 +329,7 @@ def _up_once(
         minio_access_key="",
         minio_secret_key="",
         node_name=node_name,
+        node_kind=node_kind,
     )
 
     def start(name: str, argv: list[str], ports: list[int], env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -336,21 +363,22 @@ def _up_once(
             [
                 str(build.binary("kube-apiserver")),
                 f"--etcd-servers=http://127.0.0.1:{etcd_client}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={host}",
+                f"--advertise-address={host}",
                 f"--secure-port={api_port}",
                 f"--cert-dir={certs}",
                 f"--tls-cert-file={serving[0]}",
                 f"--tls-private-key-file={serving[1]}",
                 f"--client-ca-file={ca.cert_path}",
-                "--authorization-mode=RBAC",
+                # The real kubelet's identity is authorized by the Node authorizer.
+                f"--authorization-mode={'Node,RBAC' if real_node else 'RBAC'}",
                 f"--service-account-issuer={server}",
                 f"--service-account-key-file={sa_public}",
                 f"--service-account-signing-key-file={sa_private}",
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--allow-privileged=true",
                 "--profiling=false",
-                "--endpoint-reconciler-type=none",
+                *(_real_node_apiserver_flags(ca) if real_node else ["--endpoint-reconciler-type=none"]),
                 "--v=1",
             ],
             [api_port],
@@ -402,6 +430,9 @@ def _up_once(
             ],
             [sched_port],
         )
+        if real_node:
+            node_paths = kubeletnode.NodePaths.of(state)
+            node_processes = _start_kubelet_node(node_paths, ca, server, node_name, start, logs, log)
         agent_args = [
             sys.executable,
             "-m",
@@ -415,10 +446,10 @@ def _up_once(
             agent_args.append(f"--capacity={resource}={amount}")
         if path_prefix:
             agent_args.append(f"--path-prefix={path_prefix}")
-        agent = start("node-agent", agent_args, [])
+        agent = None if real_node else start("node-agent", agent_args, [])
         if with_minio:
             minio_port, console_port = free_port(), free_port()
-            info.minio_endpoint = f"127.0.0.1:{minio_port}"
+            info.minio_endpoint = f"{host}:{minio_port}"
             info.minio_access_key = "ballast-" + secrets.token_hex(4)
             info.minio_secret_key = secrets.token_urlsafe(24)
             minio = start(
@@ -464,14 +495,195 @@ def _up_once(
                 minio,
                 logs / "minio.log",
             )
-        ready_flag = state / "node" / "ready"
-        _wait("node agent", ready_flag.exists, 60, agent, logs / "node-agent.log")
+        if real_node:
+            _wait_for_kubelet_node(info, node_processes, capacity or {}, logs)
+        else:
+            ready_flag = state / "node" / "ready"
+            _wait("node agent", ready_flag.exists, 60, agent, logs / "node-agent.log")
         _save(info)
     except BaseException:
         down(state, log=log)
         raise
     log(f"cluster up in {time.monotonic() - started:.1f} s ({state})")
     return info
+
+
+def _is_up(state: Path) -> bool:
+    info = load(state)
+    return info is not None and any(is_alive(p.pid) for p in info.processes)
+
+
+def _real_node_apiserver_flags(ca: pki.CertificateAuthority) -> list[str]:
+    """The apiserver reaches the kubelet (logs, exec) at its InternalIP, verifying its serving
+    certificate, with a client certificate of the cluster's CA."""
+    client_cert, client_key = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+    return [
+        "--enable-admission-plugins=NodeRestriction",
+        f"--kubelet-certificate-authority={ca.cert_path}",
+        f"--kubelet-client-certificate={client_cert}",
+        f"--kubelet-client-key={client_key}",
+        "--kubelet-preferred-address-types=InternalIP",
+    ]
+
+
+@dataclass(frozen=True)
+class NodeProcesses:
+    kubelet: subprocess.Popen
+    kube_proxy: subprocess.Popen
+    kubelet_healthz_port: int
+    proxy_healthz_port: int
+
+
+def _start_kubelet_node(
+    paths: kubeletnode.NodePaths,
+    ca: pki.CertificateAuthority,
+    server: str,
+    node_name: str,
+    start: Callable[..., subprocess.Popen],
+    logs: Path,
+    log: Callable[[str], None],
+) -> NodeProcesses:
+    """containerd (with every built image imported), then the kubelet and kube-proxy."""
+    from ballast_dev.images import build as images
+
+    for folder in (paths.state, paths.run, paths.cni_config, paths.cni_ipam, paths.kubelet_root, paths.pod_logs):
+        folder.mkdir(parents=True, exist_ok=True)
+    (paths.state / "containerd.toml").write_text(kubeletnode.containerd_config(paths))
+    (paths.cni_config / "10-ballast.conflist").write_text(
+        json.dumps(kubeletnode.cni_config(paths, SERVICE_CIDR), indent=2)
+    )
+    containerd = start("containerd", ["containerd", f"--config={paths.state / 'containerd.toml'}"], [])
+    _wait("containerd", paths.containerd_socket.exists, 60, containerd, logs / "containerd.log")
+    _wait(
+        "containerd",
+        lambda: kubeletnode.ctr(paths, "version", check=False).returncode == 0,
+        30,
+        containerd,
+        logs / "containerd.log",
+    )
+    archives = [kubeletnode.pause_archive(paths)]
+    built = [image for image in (images.built(name) for name in images.recipes.RECIPES) if image]
+    archives += [Path(image.archive) for image in built]
+    if not built:
+        log("no image built yet (scripts/build-images): pods can run only images already imported")
+    kubeletnode.remove_containers(paths)  # any a crashed cluster left in the shared store
+    for archive in archives:
+        started = time.monotonic()
+        if kubeletnode.import_image(paths, archive):
+            log(f"imported {archive.name} in {time.monotonic() - started:.1f} s")
+
+    state = paths.state
+    node_cert = ca.issue("kubelet", f"system:node:{node_name}", groups=("system:nodes",))
+    _kubeconfig(state / "kubelet.kubeconfig", server, ca.cert_path, *node_cert, f"system:node:{node_name}")
+    serving = ca.issue("kubelet-serving", f"system:node:{node_name}", server_ips=(kubeletnode.HOST_ADDRESS,))
+    kubelet_port, kubelet_healthz = free_port(), free_port()
+    config = kubeletnode.kubelet_config(paths, ca.cert_path, serving, kubelet_port, kubelet_healthz)
+    (state / "kubelet.json").write_text(json.dumps(config, indent=2))
+    kubelet = start(
+        "kubelet",
+        [
+            str(build.binary("kubelet")),
+            f"--config={state / 'kubelet.json'}",
+            f"--kubeconfig={state / 'kubelet.kubeconfig'}",
+            f"--root-dir={paths.kubelet_root}",
+            f"--cert-dir={state / 'kubelet-certs'}",
+            f"--hostname-override={node_name}",
+            f"--node-ip={kubeletnode.HOST_ADDRESS}",
+            "--v=1",
+        ],
+        [kubelet_healthz],
+    )
+    proxy_cert = ca.issue("kube-proxy", "system:kube-proxy")
+    _kubeconfig(state / "kube-proxy.kubeconfig", server, ca.cert_path, *proxy_cert, "system:kube-proxy")
+    proxy_healthz, proxy_metrics = free_port(), free_port()
+    proxy_config = kubeletnode.kube_proxy_config(state / "kube-proxy.kubeconfig", proxy_healthz, proxy_metrics)
+    (state / "kube-proxy.json").write_text(json.dumps(proxy_config, indent=2))
+    kube_proxy = start(
+        "kube-proxy",
+        [
+            str(build.binary("kube-proxy")),
+            f"--config={state / 'kube-proxy.json'}",
+            f"--hostname-override={node_name}",
+            "--v=1",
+        ],
+        [proxy_healthz, proxy_metrics],
+    )
+    return NodeProcesses(kubelet, kube_proxy, kubelet_healthz, proxy_healthz)
+
+
+def _node_ready(info: ClusterInfo) -> bool:
+    certs = Path(info.state_dir) / "pki"
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+    url = f"{info.apiserver_url}/api/v1/nodes/{info.node_name}"
+    with urllib.request.urlopen(url, context=context, timeout=2) as response:
+        node = json.loads(response.read())
+    conditions = node.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def _advertise(info: ClusterInfo, capacity: dict[str, str]) -> None:
+    """Extended resources (the GPU count) are advertised by patching the node's status, as a
+    device plugin would; the kubelet keeps them."""
+    if not capacity:
+        return
+    certs = Path(info.state_dir) / "pki"
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+    body = json.dumps({"status": {"capacity": capacity}}).encode()
+    request = urllib.request.Request(
+        f"{info.apiserver_url}/api/v1/nodes/{info.node_name}/status",
+        data=body,
+        method="PATCH",
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    with urllib.request.urlopen(request, context=context, timeout=5):
+        pass
+
+
+def _wait_for_kubelet_node(info: ClusterInfo, node: NodeProcesses, capacity: dict[str, str], logs: Path) -> None:
+    kubelet_healthz = f"http://127.0.0.1:{node.kubelet_healthz_port}/healthz"
+    _wait("kubelet", lambda: _http_ok(kubelet_healthz), 90, node.kubelet, logs / "kubelet.log")
+    proxy_healthz = f"http://127.0.0.1:{node.proxy_healthz_port}/healthz"
+    _wait("kube-proxy", lambda: _http_ok(proxy_healthz), 60, node.kube_proxy, logs / "kube-proxy.log")
+    _wait("kubelet node Ready", lambda: _node_ready(info), 120, node.kubelet, logs / "kubelet.log")
+    _advertise(info, capacity)
+
+
+def _drain_kubelet_node(info: ClusterInfo, log: Callable[[str], None]) -> None:
+    """Before the kubelet stops: no controller may recreate pods, and the kubelet stops every pod
+    it runs (tearing its sandbox and network down through CNI)."""
+    for process in info.processes:
+        if process.name in ("kube-controller-manager", "kube-scheduler"):
+            _stop(process, grace=10)
+    kubectl = [str(build.binary("kubectl")), f"--kubeconfig={info.kubeconfig}"]
+    listed = subprocess.run(
+        [*kubectl, "get", "pods", "--all-namespaces", "--no-headers", "-o", "custom-columns=N:.metadata.namespace"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    for namespace in sorted(set(listed.stdout.split())):
+        subprocess.run(
+            [*kubectl, "delete", "pods", "--all", "-n", namespace, "--grace-period=2", "--wait=false"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        left = subprocess.run(
+            [*kubectl, "get", "pods", "--all-namespaces", "--no-headers"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        if left.returncode != 0 or not left.stdout.strip():
+            return
+        time.sleep(1)
+    log("some pods did not stop within 60 s; their containers are killed")
 
 
 def _spawn(argv: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> subprocess.Popen:
@@ -546,6 +758,12 @@ def down(state_dir: Path | None = None, *, log: Callable[[str], None] = print) -
     info = load(state)
     if info is None:
         return []
+    real_node = info.node_kind == "kubelet"
+    paths = kubeletnode.NodePaths.of(state)
+    if real_node:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            _drain_kubelet_node(info, log)
+        kubeletnode.remove_containers(paths)
     for process in reversed(info.processes):
         # The node agent stops its pods on SIGTERM; give it time to do so.
         _stop(process, grace=20 if process.name == "node-agent" else 10)
@@ -567,6 +785,8 @@ def down(state_dir: Path | None = None, *, log: Callable[[str], None] = print) -
         if busy:
             time.sleep(0.2)
     problems += [f"port {port} still open" for port in busy]
+    if real_node:
+        problems += kubeletnode.sweep(paths, SERVICE_CIDR, log)
     _state_file(state).unlink(missing_ok=True)
     log("cluster down" if not problems else "cluster down with problems: " + "; ".join(problems))
     return problems
