@@ -29,6 +29,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
 @pytest.fixture(scope="session")
 def kube(cluster):
     """An ApiClient for the cluster admin, with the CRDs from crds/ installed."""
+    yield from admin_client(cluster)
+
+
+def admin_client(cluster) -> Iterator:
     from kubernetes import client, config
 
     from ballast_dev.testing.kube import apply_manifests, install_crds
@@ -98,6 +102,10 @@ ANCHOR_TRAIN, ANCHOR_TEST = 60, 16
 @pytest.fixture(scope="session")
 def fixture_data(cluster) -> dict:
     """Anchor set (classic family), its test set, and the shipped base_v1, written once per session."""
+    return write_fixture_data(cluster)
+
+
+def write_fixture_data(cluster) -> dict:
     from minio import Minio
 
     from ballast_dev.testing.datasets import put_base, write_anchor
