@@ -97,12 +97,92 @@ def wait_http(url: str, timeout: float = 60) -> None:
     eventually(up, timeout, interval=0.5, what=url)
 
 
+def start_monitoring(
+    processes: Processes, directory: Path, namespace: str, operator: str, serve: str, token: str
+) -> dict[str, str]:
+    """Prometheus (the seed's rules, windows shortened) scraping `operator` and `serve`, and
+    Alertmanager posting to the operator's webhook with `token`: host processes, as the
+    monitoring stack is not this project's. Returns their base URLs."""
+    prom_port, am_port = free_port(), free_port()
+    # The seed's rules with short windows, so a test sees them fire in seconds.
+    rules = directory / "rules.yaml"
+    rules.write_text(yaml.safe_dump(alerts.rules(window="1m", hold="0s")))
+    (directory / "alertmanager.yml").write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "ballast",
+                    "group_by": ["alertname", "namespace", "pool"],
+                    "group_wait": "1s",
+                    "group_interval": "5s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "ballast",
+                        "webhook_configs": [
+                            {
+                                "url": f"{operator}/alerts",
+                                "http_config": {"authorization": {"credentials": token}},
+                                "send_resolved": False,
+                            }
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    processes.start(
+        "alertmanager",
+        [
+            "prometheus-alertmanager",
+            f"--config.file={directory / 'alertmanager.yml'}",
+            f"--storage.path={directory / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{am_port}",
+            "--cluster.listen-address=",
+        ],
+    )
+    (directory / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
+                "scrape_configs": [
+                    # Kubernetes discovery (a PodMonitor, a `prometheus.io/scrape` job) labels the
+                    # serving pod's series with its namespace; a static target says so itself.
+                    {
+                        "job_name": "ballast-serve",
+                        "static_configs": [
+                            {"targets": [serve.removeprefix("http://")], "labels": {"namespace": namespace}}
+                        ],
+                    },
+                    {
+                        "job_name": "ballast-operator",
+                        "static_configs": [{"targets": [operator.removeprefix("http://")]}],
+                    },
+                ],
+            }
+        )
+    )
+    processes.start(
+        "prometheus",
+        [
+            "prometheus",
+            f"--config.file={directory / 'prometheus.yml'}",
+            f"--storage.tsdb.path={directory / 'prom-data'}",
+            f"--web.listen-address=127.0.0.1:{prom_port}",
+        ],
+    )
+    return {"prometheus": f"http://127.0.0.1:{prom_port}", "alertmanager": f"http://127.0.0.1:{am_port}"}
+
+
 @pytest.fixture
 def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_data):
     assert shutil.which("prometheus") and shutil.which("prometheus-alertmanager"), "installed by scripts/setup"
     processes = Processes(tmp_path)
     token = secrets.token_hex(16)
-    operator_port, serve_port, prom_port, am_port = free_port(), free_port(), free_port(), free_port()
+    operator_port, serve_port = free_port(), free_port()
     # The README's topology: the operator in a namespace of its own, under the chart's ServiceAccount
     # and RBAC (a Role in the pools' namespace only); the pools and `serve` in the test's namespace.
     installed = install(
@@ -128,84 +208,22 @@ def loop(kube, namespace, store_secret, pool_store, cluster, tmp_path, fixture_d
             "BALLAST_BASELINE_DOCUMENTS": str(BASELINE_DOCUMENTS),
         },
     )
-    # The seed's rules with short windows, so a test sees them fire in seconds.
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(yaml.safe_dump(alerts.rules(window="1m", hold="0s")))
-    (tmp_path / "alertmanager.yml").write_text(
-        yaml.safe_dump(
-            {
-                "route": {
-                    "receiver": "ballast",
-                    "group_by": ["alertname", "namespace", "pool"],
-                    "group_wait": "1s",
-                    "group_interval": "5s",
-                    "repeat_interval": "1h",
-                },
-                "receivers": [
-                    {
-                        "name": "ballast",
-                        "webhook_configs": [
-                            {
-                                "url": f"http://127.0.0.1:{operator_port}/alerts",
-                                "http_config": {"authorization": {"credentials": token}},
-                                "send_resolved": False,
-                            }
-                        ],
-                    }
-                ],
-            }
-        )
-    )
-    processes.start(
-        "alertmanager",
-        [
-            "prometheus-alertmanager",
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{am_port}",
-            "--cluster.listen-address=",
-        ],
-    )
-    (tmp_path / "prometheus.yml").write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                "rule_files": [str(rules)],
-                "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
-                "scrape_configs": [
-                    # Kubernetes discovery (a PodMonitor, a `prometheus.io/scrape` job) labels the
-                    # serving pod's series with its namespace; a static target says so itself.
-                    {
-                        "job_name": "ballast-serve",
-                        "static_configs": [
-                            {"targets": [f"127.0.0.1:{serve_port}"], "labels": {"namespace": namespace}}
-                        ],
-                    },
-                    {"job_name": "ballast-operator", "static_configs": [{"targets": [f"127.0.0.1:{operator_port}"]}]},
-                ],
-            }
-        )
-    )
-    processes.start(
-        "prometheus",
-        [
-            "prometheus",
-            f"--config.file={tmp_path / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{prom_port}",
-        ],
+    monitoring = start_monitoring(
+        processes, tmp_path, namespace, f"http://127.0.0.1:{operator_port}", f"http://127.0.0.1:{serve_port}", token
     )
     try:
         wait_http(f"http://127.0.0.1:{serve_port}/readyz", 120)
         wait_http(f"http://127.0.0.1:{operator_port}/healthz")
-        wait_http(f"http://127.0.0.1:{prom_port}/-/ready")
-        wait_http(f"http://127.0.0.1:{am_port}/-/ready")
+        wait_http(f"{monitoring['prometheus']}/-/ready")
+        wait_http(f"{monitoring['alertmanager']}/-/ready")
+        wait_until_scraped(monitoring["prometheus"])
     except BaseException:  # a failed start must not leave Prometheus and friends running
         operator.stop()
         processes.stop()
         client.CoreV1Api(kube).delete_namespace(installed.namespace)
         raise
-    yield {"operator": operator_port, "serve": serve_port, "prometheus": prom_port, "token": token, "logs": tmp_path}
+    operator_url, serve_url = f"http://127.0.0.1:{operator_port}", f"http://127.0.0.1:{serve_port}"
+    yield {"operator": operator_url, "serve": serve_url, "prometheus": monitoring["prometheus"], "token": token}
     operator.stop()
     processes.stop()
     client.CoreV1Api(kube).delete_namespace(installed.namespace)
@@ -220,16 +238,16 @@ def predict(loop: dict, family: str, seeds: range) -> None:
     for seed in seeds:
         status, body = http(
             "POST",
-            f"http://127.0.0.1:{loop['serve']}/predict",
+            f"{loop['serve']}/predict",
             render(family, seed).png(),
             {"Content-Type": "image/png"},
         )
         assert status == 200, body
 
 
-def scraped(port: int) -> dict[tuple[str, frozenset], float]:
+def scraped(base_url: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of a /metrics endpoint, by name and labels."""
-    _, raw = http("GET", f"http://127.0.0.1:{port}/metrics")
+    _, raw = http("GET", f"{base_url}/metrics")
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(raw.decode())
@@ -243,10 +261,43 @@ def value(samples: dict, name: str, **labels: str) -> float | None:
 
 
 def prometheus(loop: dict, query: str) -> list:
-    _, raw = http("GET", f"http://127.0.0.1:{loop['prometheus']}/api/v1/query?query={urllib.request.quote(query)}")
+    _, raw = http("GET", f"{loop['prometheus']}/api/v1/query?query={urllib.request.quote(query)}")
     answer = json.loads(raw)
     assert answer["status"] == "success", (query, answer)
     return answer["data"]["result"]
+
+
+def wait_until_scraped(prometheus_url: str) -> None:
+    """Every target scraped once: counters must have a sample before the documents, or their first
+    sample already holds them all and `increase()` sees nothing."""
+
+    def all_up() -> bool:
+        _, raw = http("GET", f"{prometheus_url}/api/v1/targets")
+        targets = json.loads(raw)["data"]["activeTargets"]
+        return bool(targets) and all(t["health"] == "up" for t in targets)
+
+    eventually(all_up, 60, interval=0.5, what="Prometheus scraped every target")
+
+
+def scrape_diagnosis(loop: dict) -> str:
+    _, raw = http("GET", f"{loop['prometheus']}/api/v1/targets")
+    targets = [(t["scrapeUrl"], t["health"], t["lastError"]) for t in json.loads(raw)["data"]["activeTargets"]]
+    _, raw = http("GET", f"{loop['prometheus']}/api/v1/rules?type=alert")
+    rules = [
+        (rule["name"], rule["health"], rule.get("lastError", ""), rule["state"])
+        for group in json.loads(raw)["data"]["groups"]
+        for rule in group["rules"]
+        if rule["name"] == "BallastClassDetectionRateLow"
+    ]
+    series = {
+        query: prometheus(loop, query)
+        for query in (
+            "increase(ballast_serve_documents_total[1m])",
+            "increase(ballast_serve_class_documents_total[1m])",
+            "ballast_model_baseline_class_detection_rate",
+        )
+    }
+    return f"targets: {targets}\nrule: {rules}\nseries: {json.dumps(series)[:4000]}"
 
 
 def documented_metrics() -> dict[str, str]:
@@ -263,6 +314,11 @@ def exposed(name: str, kind: str, names: set[str]) -> bool:
 def test_drift_fires_an_alert_whose_run_goes_through_the_whole_loop_and_every_metric_and_panel_has_data(
     kube, namespace, pool_store, cluster, loop
 ):
+    drift_to_release_and_back(kube, namespace, pool_store, cluster, loop)
+
+
+def drift_to_release_and_back(kube, namespace: str, pool_store, cluster, loop: dict) -> None:
+    """The whole loop from drift to rollback, asserted step by step (also run on the real node)."""
     # 60 verified samples wait, below the pool's volume trigger of 200: only an alert can start a run now.
     write_pool_samples(pool_store, "invoices", range(60))
     start_pool(kube, cluster, namespace, pool_store, triggers={"minNewSamples": 200}, gates=REVIEW_ALWAYS)
@@ -286,13 +342,16 @@ def test_drift_fires_an_alert_whose_run_goes_through_the_whole_loop_and_every_me
     predict(loop, "modern", range(9000, 9012))
     status, body = http(
         "POST",
-        f"http://127.0.0.1:{loop['serve']}/feedback?documentId=DOC-1&reportedBy=ana",
+        f"{loop['serve']}/feedback?documentId=DOC-1&reportedBy=ana",
         render("modern", 9100).png(),
     )
     assert status == 202 and json.loads(body)["inbox"].startswith("inbox/invoices/")
 
     query = 'ALERTS{alertname="BallastClassDetectionRateLow",alertstate="firing"}'
-    fired = eventually(lambda: prometheus(loop, query), 90, interval=1, what="BallastClassDetectionRateLow firing")
+    try:
+        fired = eventually(lambda: prometheus(loop, query), 90, interval=1, what="BallastClassDetectionRateLow firing")
+    except AssertionError as error:  # say what Prometheus saw: its targets and the series the rule reads
+        raise AssertionError(f"{error}\n{scrape_diagnosis(loop)}") from None
     assert {(r["metric"]["namespace"], r["metric"]["pool"]) for r in fired} == {(namespace, "invoices")}
     eventually(
         lambda: value(
@@ -383,7 +442,7 @@ def test_the_webhook_refuses_bad_tokens_and_bad_payloads_and_changes_nothing(
 ):
     start_pool(kube, cluster, namespace, pool_store)
     eventually(lambda: pool_status(kube, namespace).get("verifiedSamples") == 0, 60, what="pool reconciled")
-    url = f"http://127.0.0.1:{loop['operator']}/alerts"
+    url = f"{loop['operator']}/alerts"
     good = {
         "version": "4",
         "status": "firing",
