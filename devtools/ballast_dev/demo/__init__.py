@@ -21,7 +21,7 @@ from pathlib import Path
 from ballast_dev.demo.steps import Settings
 
 
-def run(quick: bool, keep: bool, state_dir: Path | None) -> int:
+def run(quick: bool, keep: bool, state_dir: Path | None, node: str = "agent") -> int:
     from ballast_dev.demo.story import Demo
 
-    return Demo(Settings(quick=quick, keep=keep, state_dir=state_dir)).run()
+    return Demo(Settings(quick=quick, keep=keep, state_dir=state_dir, node=node)).run()

@@ -16,6 +16,7 @@ class Settings:
     quick: bool
     keep: bool
     state_dir: Path | None
+    node: str = "agent"  # or "kubelet": every pod a container of the built images (plane.up)
     anchor: int = 300  # original documents the pool draws its ballast from
     test: int = 60  # held-out original documents (Gate 1)
     failures: int = 60  # the first batch of reviewed failure reports (the pool triggers at 50)

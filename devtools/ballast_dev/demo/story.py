@@ -81,8 +81,9 @@ class Demo:
     def run(self) -> int:
         s = self.settings
         state = s.state_dir or Path(tempfile.mkdtemp(prefix="ballast-demo-"))
-        with stage(self.report, "Local cluster: etcd, kube-apiserver, controllers, node agent, MinIO"):
-            self.info = plane.up(state, log=say)
+        node = "node agent" if s.node == "agent" else "a kubelet on containerd and runc"
+        with stage(self.report, f"Local cluster: etcd, kube-apiserver, controllers, {node}, MinIO"):
+            self.info = plane.up(state, node_kind=s.node, log=say)
         try:
             self.story()
         finally:
