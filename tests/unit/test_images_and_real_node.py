@@ -105,6 +105,9 @@ def test_containerd_lets_runc_start_without_lowering_oom_scores_and_never_pulls_
 def test_socket_paths_fit_a_unix_socket_however_deep_the_cluster_state_is():
     deep = kubeletnode.NodePaths.of(Path("/tmp") / ("d" * 200) / "cluster")
     assert len(str(deep.containerd_socket)) < 108
+    # The kubelet binds <root>/pod-resources/<10 digits> and <root>/plugins_registry/<plugin>.sock.
+    assert len(str(deep.kubelet_root / "plugins_registry" / "a-plugin-with-a-long-name.sock")) < 108
+    assert not deep.kubelet_root.is_relative_to("/run")  # pod volumes (training scratch) stay on disk
     assert deep.run != PATHS.run  # two state directories never share a socket
 
 
@@ -121,6 +124,7 @@ def test_the_kubelet_serves_only_the_cluster_s_clients_on_the_bridge_address():
     assert config["address"] == kubeletnode.HOST_ADDRESS and config["readOnlyPort"] == 0
     assert config["authentication"]["anonymous"]["enabled"] is False
     assert config["authentication"]["x509"]["clientCAFile"] == "ca.crt"
+    assert config["authorization"]["mode"] == "Webhook"  # the apiserver decides, as for kubectl
     assert (config["cgroupDriver"], config["failCgroupV1"]) == ("cgroupfs", False)
     assert config["containerRuntimeEndpoint"] == f"unix://{PATHS.containerd_socket}"
 

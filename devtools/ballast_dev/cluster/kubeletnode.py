@@ -49,13 +49,22 @@ RUNTIME_PACKAGES = "containerd runc containernetworking-plugins iptables iproute
 
 @dataclass(frozen=True)
 class NodePaths:
-    state: Path  # <cluster state>/node-kubelet
-    run: Path  # short path for sockets (a unix socket path has 108 bytes at most)
+    """Where the node keeps what. A unix socket path has 108 bytes at most, and the kubelet and
+    containerd create sockets under their folders: those get short paths of their own, named
+    after the cluster's state directory, whatever its depth."""
+
+    state: Path  # <cluster state>/node-kubelet: configuration, certificates, pod logs
+    run: Path  # /run/ballast-node-<tag>: containerd's socket and state
+    kubelet_root: Path  # /var/lib/ballast-node-<tag>/kubelet: pod volumes (on disk, not in memory)
 
     @classmethod
     def of(cls, cluster_state: Path) -> NodePaths:
         tag = hashlib.sha256(str(cluster_state).encode()).hexdigest()[:8]
-        return cls(cluster_state / "node-kubelet", Path("/run") / f"ballast-node-{tag}")
+        return cls(
+            cluster_state / "node-kubelet",
+            Path("/run") / f"ballast-node-{tag}",
+            Path("/var/lib") / f"ballast-node-{tag}" / "kubelet",
+        )
 
     @property
     def containerd_socket(self) -> Path:
@@ -75,10 +84,6 @@ class NodePaths:
     @property
     def cni_ipam(self) -> Path:
         return self.state / "cni" / "ipam"
-
-    @property
-    def kubelet_root(self) -> Path:
-        return self.state / "kubelet"
 
     @property
     def pod_logs(self) -> Path:
@@ -214,11 +219,12 @@ def kubelet_config(paths: NodePaths, ca: Path, serving: tuple[Path, Path], port:
         "tlsPrivateKeyFile": str(serving[1]),
         "authentication": {
             "anonymous": {"enabled": False},
-            "webhook": {"enabled": False},
+            "webhook": {"enabled": True},
             "x509": {"clientCAFile": str(ca)},
         },
-        # Only the apiserver (a client certificate of the cluster's CA) reaches this port.
-        "authorization": {"mode": "AlwaysAllow"},
+        # Every caller is authorized by the apiserver (a SubjectAccessReview on nodes/proxy, logs...):
+        # any certificate of the cluster's CA authenticates, and a person's must not reach pods by it.
+        "authorization": {"mode": "Webhook"},
         "containerRuntimeEndpoint": f"unix://{paths.containerd_socket}",
         "cgroupDriver": "cgroupfs",
         "failCgroupV1": False,
@@ -379,7 +385,7 @@ def sweep(paths: NodePaths, service_cidr: str, log: Callable[[str], None]) -> li
         _run([str(kube_proxy), "--cleanup", "--v=0"], check=False)
     for name in _network_namespaces_of_pods(paths):
         _run(["ip", "netns", "delete", name], check=False)
-    for root in (paths.state, paths.run, paths.image_store):
+    for root in (paths.state, paths.run, paths.kubelet_root, paths.image_store):
         for target in _mounts_under(root):
             if _run(["umount", target], check=False).returncode != 0:
                 _run(["umount", "--lazy", target], check=False)
@@ -399,8 +405,8 @@ def sweep(paths: NodePaths, service_cidr: str, log: Callable[[str], None]) -> li
     shutil.rmtree(paths.run, ignore_errors=True)
     if CLAIM.exists() and CLAIM.read_text().strip() == str(paths.state.parent):
         CLAIM.unlink()
-    if not _mounts_under(paths.state):  # pod volumes: never reused
-        shutil.rmtree(paths.kubelet_root, ignore_errors=True)
+    if not _mounts_under(paths.kubelet_root):  # pod volumes: never reused
+        shutil.rmtree(paths.kubelet_root.parent, ignore_errors=True)
     return leftovers(paths)
 
 
@@ -422,7 +428,9 @@ def _remove_kubernetes_chains(command: str, table: str) -> None:
 def leftovers(paths: NodePaths) -> list[str]:
     """What a clean `down` must not leave: mounts, namespaces, links, chains, shims."""
     found = [
-        f"mount {target}" for root in (paths.state, paths.run, paths.image_store) for target in _mounts_under(root)
+        f"mount {target}"
+        for root in (paths.state, paths.run, paths.kubelet_root, paths.image_store)
+        for target in _mounts_under(root)
     ]
     found += [f"network namespace {name}" for name in _network_namespaces_of_pods(paths)]
     if _run(["ip", "link", "show", BRIDGE], check=False).returncode == 0:
