@@ -7,11 +7,15 @@ from __future__ import annotations
 import errno
 import json
 import re
+import ssl
 import subprocess
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 from kubernetes import client
 
-from ballast_dev.cluster import build, kubeletnode
+from ballast_dev.cluster import build, kubeletnode, plane
 from ballast_dev.testing.datasets import write_pool_samples
 from ballast_dev.testing.kube import eventually
 from tests.integration.test_chart import BALLAST_CRDS, CHART, helm
@@ -148,3 +152,28 @@ def test_the_chart_runs_a_fine_tune_and_a_release_on_a_real_kubelet(kube, namesp
 
     helm("uninstall", "ballast", "--namespace", namespace, "--wait", kubeconfig=cluster.kubeconfig)
     assert apps.list_namespaced_deployment(namespace, label_selector="app.kubernetes.io/instance=ballast").items == []
+
+
+def kubelet_get(cluster, path: str, identity: str) -> int:
+    """GET the kubelet's own API at `path` with a client certificate of the cluster's CA."""
+    state = Path(cluster.state_dir)
+    certs = state / "pki"
+    if identity != "admin":
+        plane.user_kubeconfig(cluster, identity)  # issues <pki>/user-<identity>.crt, as for a person
+        identity = f"user-{identity}"
+    port = json.loads((state / "node-kubelet" / "kubelet.json").read_text())["port"]
+    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
+    context.load_cert_chain(str(certs / f"{identity}.crt"), str(certs / f"{identity}.key"))
+    try:
+        with urllib.request.urlopen(f"https://{kubeletnode.HOST_ADDRESS}:{port}{path}", context=context, timeout=10):
+            return 200
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_kubelet_serves_only_whom_the_apiserver_authorizes(cluster, kube):
+    """A person's certificate is signed by the cluster's CA too: it must not list or exec pods
+    through the kubelet's port, bypassing RBAC. The admin (system:masters) may."""
+    assert kubelet_get(cluster, "/pods", "mallory") == 403
+    assert kubelet_get(cluster, "/runningpods/", "mallory") == 403
+    assert kubelet_get(cluster, "/pods", "admin") == 200

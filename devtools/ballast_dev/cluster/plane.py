@@ -516,7 +516,11 @@ def _is_up(state: Path) -> bool:
 def _real_node_apiserver_flags(ca: pki.CertificateAuthority) -> list[str]:
     """The apiserver reaches the kubelet (logs, exec) at its InternalIP, verifying its serving
     certificate, with a client certificate of the cluster's CA."""
-    client_cert, client_key = ca.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client")
+    # The kubelet authorizes every caller with the apiserver (Webhook), this one included: the
+    # apiserver's own identity, as kubeadm issued it.
+    client_cert, client_key = ca.issue(
+        "apiserver-kubelet-client", "kube-apiserver-kubelet-client", groups=("system:masters",)
+    )
     return [
         "--enable-admission-plugins=NodeRestriction",
         f"--kubelet-certificate-authority={ca.cert_path}",
