@@ -191,6 +191,8 @@ def write_oci(recipe: ImageRecipe, rootfs: Path, work: Path, archive: Path) -> N
     _run(["umoci", "init", "--layout", str(layout)])
     _run(["umoci", "new", "--image", image])
     _run(["umoci", "insert", "--image", image, str(rootfs), "/"])
+    # The layer holds it all now: free its size before the archive takes as much again.
+    shutil.rmtree(rootfs)
     config = ["umoci", "config", "--image", image, f"--config.user={recipe.user.uid}"]
     config += [f"--config.workingdir={recipe.workdir}", f"--config.env=PATH={PATH}"]
     config += [f"--config.env={name}={value}" for name, value in recipe.env]
