@@ -10,9 +10,10 @@ What the sandbox this runs in needs (see ../shared/notes/real-node.md): containe
 `restrict_oom_score_adj` (no CAP_SYS_RESOURCE), the kubelet's cgroup-v1 opt-in with the cgroupfs
 driver, and no local-storage isolation (no filesystem stats for the root device).
 
-`start` brings the node up inside `plane.up`; `stop` (from `plane.down`) takes down pods first,
-then the processes, then sweeps what they leave behind: mounts, network namespaces, veths, the
-bridge, the route, iptables chains. It reports anything it could not remove.
+`plane.up` claims the machine's node (`claim`), prepares the network, writes these settings and
+starts containerd, the kubelet and kube-proxy. `plane.down` drains the pods through the kubelet,
+then `remove_containers`, stops the processes and `sweep`s what they leave behind: mounts, network
+namespaces, veths, the bridge, the route, iptables chains; it reports anything it could not remove.
 """
 
 from __future__ import annotations
@@ -263,7 +264,7 @@ def kube_proxy_config(kubeconfig: Path, healthz_port: int, metrics_port: int) ->
 # --- images -------------------------------------------------------------------------------------
 
 
-def pause_archive(paths: NodePaths) -> Path:
+def pause_archive() -> Path:
     """An OCI image with nothing but the pause binary, for the sandbox containers (built once)."""
     binary = build.binary("pause")
     archive = build.cache_dir() / "images" / f"pause-{binary.name.split('-')[-1]}.oci.tar"

@@ -565,7 +565,7 @@ def _start_kubelet_node(
         containerd,
         logs / "containerd.log",
     )
-    archives = [kubeletnode.pause_archive(paths)]
+    archives = [kubeletnode.pause_archive()]
     built = [image for image in (images.built(name) for name in images.recipes.RECIPES) if image]
     archives += [Path(image.archive) for image in built]
     if not built:
