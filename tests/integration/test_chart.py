@@ -661,6 +661,17 @@ def _admin(cluster) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+def adopt_crds(kube, namespace: str) -> None:
+    """The suite installed the CRDs from crds/, as an install of the chart before its CRDs were
+    templates did: the README's adoption step lets release `ballast` in `namespace` take them over."""
+    adopt = {
+        "labels": {"app.kubernetes.io/managed-by": "Helm"},
+        "annotations": {"meta.helm.sh/release-name": "ballast", "meta.helm.sh/release-namespace": namespace},
+    }
+    for name in BALLAST_CRDS:
+        client.ApiextensionsV1Api(kube).patch_custom_resource_definition(name, {"metadata": adopt})
+
+
 def forbidden(call) -> bool:
     try:
         call()
@@ -680,14 +691,7 @@ def test_install_run_upgrade_and_uninstall_on_the_local_cluster(kube, namespace,
     extensions = client.ApiextensionsV1Api(kube)
     try:
         apps.create_namespaced_deployment(other, serving_deployment("elsewhere"))
-        # The suite installed the CRDs from crds/, as an install of the chart before its CRDs were
-        # templates did: the README's adoption step lets this release take them over.
-        for name in BALLAST_CRDS:
-            adopt = {
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {"meta.helm.sh/release-name": "ballast", "meta.helm.sh/release-namespace": namespace},
-            }
-            extensions.patch_custom_resource_definition(name, {"metadata": adopt})
+        adopt_crds(kube, namespace)
         helm(
             "install",
             "ballast",

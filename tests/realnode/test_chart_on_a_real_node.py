@@ -18,7 +18,7 @@ from kubernetes import client
 from ballast_dev.cluster import build, kubeletnode, plane
 from ballast_dev.testing.datasets import write_pool_samples
 from ballast_dev.testing.kube import eventually
-from tests.integration.test_chart import BALLAST_CRDS, CHART, helm
+from tests.integration.test_chart import CHART, adopt_crds, helm
 from tests.integration.test_operator import (
     LENIENT,
     create,
@@ -72,13 +72,7 @@ def test_the_chart_runs_a_fine_tune_and_a_release_on_a_real_kubelet(kube, namesp
     core, apps = client.CoreV1Api(kube), client.AppsV1Api(kube)
     core.patch_namespace(namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}})
     core.create_namespaced_secret(namespace, {"metadata": {"name": "ballast-webhook"}, "stringData": {"token": "t"}})
-    extensions = client.ApiextensionsV1Api(kube)
-    for name in BALLAST_CRDS:  # installed from crds/ by the fixture: the README's adoption step
-        adopt = {
-            "labels": {"app.kubernetes.io/managed-by": "Helm"},
-            "annotations": {"meta.helm.sh/release-name": "ballast", "meta.helm.sh/release-namespace": namespace},
-        }
-        extensions.patch_custom_resource_definition(name, {"metadata": adopt})
+    adopt_crds(kube, namespace)
     # The chart's defaults: listening on every interface of the pod's own network namespace.
     helm(
         "install",

@@ -615,12 +615,16 @@ def _start_kubelet_node(
     return NodeProcesses(kubelet, kube_proxy, kubelet_healthz, proxy_healthz)
 
 
-def _node_ready(info: ClusterInfo) -> bool:
+def _admin_tls(info: ClusterInfo) -> ssl.SSLContext:
     certs = Path(info.state_dir) / "pki"
     context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
     context.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
+    return context
+
+
+def _node_ready(info: ClusterInfo) -> bool:
     url = f"{info.apiserver_url}/api/v1/nodes/{info.node_name}"
-    with urllib.request.urlopen(url, context=context, timeout=2) as response:
+    with urllib.request.urlopen(url, context=_admin_tls(info), timeout=2) as response:
         node = json.loads(response.read())
     conditions = node.get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
@@ -631,9 +635,6 @@ def _advertise(info: ClusterInfo, capacity: dict[str, str]) -> None:
     device plugin would; the kubelet keeps them."""
     if not capacity:
         return
-    certs = Path(info.state_dir) / "pki"
-    context = ssl.create_default_context(cafile=str(certs / "ca.crt"))
-    context.load_cert_chain(str(certs / "admin.crt"), str(certs / "admin.key"))
     body = json.dumps({"status": {"capacity": capacity}}).encode()
     request = urllib.request.Request(
         f"{info.apiserver_url}/api/v1/nodes/{info.node_name}/status",
@@ -641,7 +642,7 @@ def _advertise(info: ClusterInfo, capacity: dict[str, str]) -> None:
         method="PATCH",
         headers={"Content-Type": "application/merge-patch+json"},
     )
-    with urllib.request.urlopen(request, context=context, timeout=5):
+    with urllib.request.urlopen(request, context=_admin_tls(info), timeout=5):
         pass
 
 
